@@ -1,0 +1,51 @@
+"""Frame sampling for a time span, following Qwen3-VL's budget: ~2 fps, an even count, a max count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    target_fps: float = 2.0
+    min_frames: int = 2
+    max_frames: int = 2048
+
+    def __post_init__(self):
+        if self.min_frames < 2 or self.min_frames % 2:
+            raise ValueError(f"min_frames must be even and >= 2, got {self.min_frames}")
+        if self.max_frames < self.min_frames:
+            raise ValueError(f"max_frames {self.max_frames} < min_frames {self.min_frames}")
+
+
+def sample_indices(start_frame: int, end_frame: int, fps: float, policy: FramePolicy = FramePolicy()) -> list[int]:
+    """Frame indices in [start_frame, end_frame) at about ``policy.target_fps``, an even count.
+
+    Indices sit at the centres of equal time bins, so the sample is symmetric inside the span. A span
+    shorter than the minimum count repeats frames rather than reading outside it.
+    """
+    n_avail = end_frame - start_frame
+    if n_avail < 1:
+        raise ValueError(f"empty frame span [{start_frame}, {end_frame})")
+    duration_s = n_avail / fps
+    n = int(round(duration_s * policy.target_fps))
+    n = max(policy.min_frames, min(policy.max_frames, n))
+    n -= n % 2
+    centres = start_frame + (np.arange(n) + 0.5) * n_avail / n
+    idx = np.clip(np.floor(centres).astype(int), start_frame, end_frame - 1)
+    return idx.tolist()
+
+
+def frame_times(indices: list[int], fps: float) -> list[float]:
+    """Seconds on the source clock: index / fps."""
+    return [i / fps for i in indices]
+
+
+def group_times(indices: list[int], fps: float, temporal_patch: int = 2) -> list[float]:
+    """The time Qwen3-VL's processor writes before each temporal patch: the mean of its frames' times."""
+    idx = list(indices)
+    while len(idx) % temporal_patch:
+        idx.append(idx[-1])
+    return [sum(idx[i : i + temporal_patch]) / temporal_patch / fps for i in range(0, len(idx), temporal_patch)]

@@ -1,0 +1,125 @@
+"""The curation stages: ingest (probe, hash, domain) and split (scene detection + segment policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from curation import CODE_VERSION
+from curation.jobs import Stage, Stats, key_set
+from curation.scenes import DetectorConfig, SegmentPolicy, detect_cuts, segments_from_cuts
+from curation.store import Dataset, stable_id
+from curation.video import VideoError, content_id, list_videos, probe
+
+UNLABELED = "unlabeled"
+
+
+def domain_from_folder(path: Path, root: Path) -> str:
+    """The first folder under the videos root names the domain; files at the root are unlabeled."""
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return UNLABELED
+    return rel.parts[0] if len(rel.parts) > 1 else UNLABELED
+
+
+@dataclass
+class IngestStage(Stage):
+    videos: Path = Path(".")
+    source: str = "local"
+    name = "ingest"
+    output = "videos"
+
+    def items(self, ds: Dataset) -> list[dict]:
+        """One item per distinct content: the same file under two paths is one video with two uris."""
+        root = Path(self.videos).expanduser()
+        by_id: dict[str, dict] = {}
+        for path in list_videos(root):
+            try:
+                vid = content_id(path)
+            except OSError as e:
+                vid = "unreadable:" + str(path)
+                by_id[vid] = {"item_id": str(path), "paths": [path], "error": f"{path}: cannot read file ({e})"}
+                continue
+            item = by_id.setdefault(vid, {"item_id": vid, "paths": []})
+            item["paths"].append(path)
+        for item in by_id.values():
+            item["domain"] = domain_from_folder(item["paths"][0], root)
+        return list(by_id.values())
+
+    def done_ids(self, ds: Dataset) -> set[str]:
+        return key_set(ds, "videos", "video_id")
+
+    def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        rows = []
+        for item in batch:
+            if "error" in item:
+                raise VideoError(item["error"])
+            p = probe(item["paths"][0])
+            if len(item["paths"]) > 1:
+                stats.add("duplicate_paths", len(item["paths"]) - 1)
+            rows.append(dict(
+                video_id=item["item_id"], uri=str(item["paths"][0].resolve()),
+                uris=[str(q.resolve()) for q in item["paths"]], domain=item["domain"], source=self.source,
+                duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
+                codec=p.codec, rotation=p.rotation, bytes=p.bytes, code_version=CODE_VERSION,
+            ))
+            stats.add("videos")
+        return rows
+
+
+@dataclass
+class SplitStage(Stage):
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    policy: SegmentPolicy = field(default_factory=SegmentPolicy)
+    name = "split"
+    output = "segments"
+
+    def items(self, ds: Dataset) -> list[dict]:
+        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos")]
+
+    def done_ids(self, ds: Dataset) -> set[str]:
+        return key_set(ds, "segments", "video_id")
+
+    def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        rows = []
+        for v in batch:
+            det = detect_cuts(v["uri"], self.detector)
+            n_frames = min(det.n_frames, v["n_frames"]) or v["n_frames"]
+            spans = segments_from_cuts(det.cuts, n_frames, v["fps"], self.policy)
+            stats.add("cuts", len(det.cuts))
+            stats.add("segments", len(spans))
+            rows.extend(self._rows(v, spans, det))
+        return rows
+
+    def _rows(self, v: dict, spans: list[tuple[int, int]], det) -> list[dict]:
+        params = self.detector.params_json()[:-1] + ', "policy": ' + _policy_json(self.policy) + "}"
+        rows = []
+        for idx, (a, b) in enumerate(spans):
+            rows.append(dict(
+                segment_id=stable_id(v["video_id"], a, b), video_id=v["video_id"], idx=idx,
+                start_s=a / v["fps"], end_s=b / v["fps"], start_frame=a, end_frame=b,
+                detector=self.detector.detector, detector_params=params,
+                cut_score=_cut_score(det.scores, a, self.policy, v["fps"]),
+                motion=float(np.mean(det.motion[a:b])) if b <= len(det.motion) and b > a else 0.0,
+                luma=float(np.mean(det.luma[a:b])) if b <= len(det.luma) and b > a else 0.0,
+                code_version=CODE_VERSION,
+            ))
+        return rows
+
+
+def _cut_score(scores: dict[int, float], start: int, policy: SegmentPolicy, fps: float) -> float:
+    """Score of the cut that opened this segment (trimming moves the start past the cut)."""
+    if start == 0 or not scores:
+        return 0.0
+    nearest = min(scores, key=lambda c: abs(c - start))
+    return scores[nearest] if abs(nearest - start) <= policy.trim_s * fps + 1 else 0.0
+
+
+def _policy_json(policy: SegmentPolicy) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps(asdict(policy), sort_keys=True)

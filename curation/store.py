@@ -1,0 +1,285 @@
+"""The dataset store: one folder of Parquet files per table, a DuckDB catalog of views over them.
+
+Parquet is the source of truth. Every write is atomic (temporary file, then rename) and every row
+carries a deterministic key, so a stage can skip keys already written and a killed job reruns cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_ENTRY = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("summary", pa.string()), ("details", pa.string())])
+_BOX = pa.struct(
+    [("t_s", pa.float64()), ("x1", pa.int32()), ("y1", pa.int32()), ("x2", pa.int32()), ("y2", pa.int32())]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "videos": pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("uri", pa.string()),
+            ("uris", pa.list_(pa.string())),
+            ("domain", pa.string()),
+            ("source", pa.string()),
+            ("duration_s", pa.float64()),
+            ("fps", pa.float64()),
+            ("n_frames", pa.int64()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("codec", pa.string()),
+            ("rotation", pa.int32()),
+            ("bytes", pa.int64()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "segments": pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("video_id", pa.string()),
+            ("idx", pa.int32()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("start_frame", pa.int64()),
+            ("end_frame", pa.int64()),
+            ("detector", pa.string()),
+            ("detector_params", pa.string()),
+            ("cut_score", pa.float64()),
+            ("motion", pa.float64()),
+            ("luma", pa.float64()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "captions": pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("model", pa.string()),
+            ("prompt_version", pa.string()),
+            ("video_id", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("summary", pa.string()),
+            ("details", pa.string()),
+            ("raw_output", pa.string()),
+            ("frames_used", pa.list_(pa.int64())),
+            ("model_revision", pa.string()),
+            ("decoding", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "dense_captions": pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("model", pa.string()),
+            ("prompt_version", pa.string()),
+            ("entries", pa.list_(_ENTRY)),
+            ("rendered", pa.string()),
+            ("renderer", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "grounding": pa.schema(
+        [
+            ("record_id", pa.string()),
+            ("video_id", pa.string()),
+            ("segment_id", pa.string()),
+            ("phrase", pa.string()),
+            ("action", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("boxes", pa.list_(_BOX)),
+            ("source", pa.string()),
+            ("model", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "samples": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("task", pa.string()),
+            ("video_id", pa.string()),
+            ("uri", pa.string()),
+            ("clip_start_s", pa.float64()),
+            ("clip_end_s", pa.float64()),
+            ("frame_indices", pa.list_(pa.int64())),
+            ("fps", pa.float64()),
+            ("messages", pa.string()),
+            ("domain", pa.string()),
+            ("split", pa.string()),
+            ("n_text_tokens", pa.int64()),
+            ("n_visual_tokens", pa.int64()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "failures": pa.schema(
+        [
+            ("stage", pa.string()),
+            ("item_id", pa.string()),
+            ("error_type", pa.string()),
+            ("message", pa.string()),
+            ("raw", pa.string()),
+            ("created_at", pa.float64()),
+        ]
+    ),
+}
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "videos": ("video_id",),
+    "segments": ("segment_id",),
+    "captions": ("segment_id", "model", "prompt_version"),
+    "dense_captions": ("video_id", "model"),
+    "grounding": ("record_id",),
+    "samples": ("sample_id",),
+    "failures": ("stage", "item_id"),
+}
+
+TABLES = tuple(SCHEMAS)
+
+
+def stable_id(*parts: object, n: int = 16) -> str:
+    """A deterministic id from its parts, so reruns produce the same keys."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:n]
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class Dataset:
+    """A dataset directory: ``<root>/<table>/*.parquet`` plus ``<root>/catalog.duckdb``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def table_dir(self, table: str) -> Path:
+        if table not in SCHEMAS:
+            raise KeyError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
+        d = self.root / table
+        d.mkdir(exist_ok=True)
+        return d
+
+    def files(self, table: str) -> list[Path]:
+        return sorted(p for p in self.table_dir(table).glob("*.parquet") if not p.name.startswith("."))
+
+    def write(self, table: str, rows: list[dict]) -> Path | None:
+        """Write rows as one new Parquet file, atomically. Rows whose key is already stored are dropped."""
+        if not rows:
+            return None
+        done = self.keys(table)
+        key_cols = KEYS[table]
+        fresh, seen = [], set()
+        for r in rows:
+            k = tuple(r[c] for c in key_cols)
+            if k in done or k in seen:
+                continue
+            seen.add(k)
+            fresh.append(r)
+        if not fresh:
+            return None
+        schema = SCHEMAS[table]
+        arrow = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in fresh], schema=schema)
+        name = "part-" + stable_id(*sorted("|".join(map(str, k)) for k in seen)) + ".parquet"
+        path = self.table_dir(table) / name
+        atomic_write_parquet(arrow, path)
+        return path
+
+    def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        files = [f for f in self.files(table)]
+        schema = SCHEMAS[table]
+        if not files:
+            return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+        tables = [pq.read_table(f, columns=columns, schema=schema) for f in files]
+        return pa.concat_tables(tables)
+
+    def rows(self, table: str, columns: list[str] | None = None) -> list[dict]:
+        return self.read(table, columns).to_pylist()
+
+    def keys(self, table: str) -> set[tuple]:
+        cols = list(KEYS[table])
+        t = self.read(table, cols)
+        return set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
+
+    def fail(self, stage: str, item_id: str, error: BaseException | str, raw: str = "") -> dict:
+        """Record a failure row; returns it so callers can count and log it."""
+        error_type = type(error).__name__ if isinstance(error, BaseException) else "Invalid"
+        row = dict(stage=stage, item_id=item_id, error_type=error_type, message=str(error), raw=raw[:20000],
+                   created_at=time.time())
+        # A retried item that fails again replaces nothing: failures keep the first message per key.
+        self.write("failures", [row])
+        return row
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    def refresh_catalog(self) -> Path:
+        """(Re)build catalog.duckdb: one view per table over its Parquet files."""
+        import duckdb
+
+        for table, schema in SCHEMAS.items():
+            if not self.files(table):
+                atomic_write_parquet(schema.empty_table(), self.table_dir(table) / "part-empty.parquet")
+        tmp = self.root / ".catalog.duckdb.tmp"
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            for table in SCHEMAS:
+                glob = str(self.table_dir(table) / "*.parquet").replace("'", "''")
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
+            con.execute("CREATE TABLE _catalog AS SELECT ? AS root, ? AS built_at", [str(self.root), time.time()])
+        finally:
+            con.close()
+        os.replace(tmp, self.catalog_path)
+        return self.catalog_path
+
+    def connect(self, read_only: bool = True):
+        """Open the catalog; rebuilt first when missing or when the dataset moved."""
+        import duckdb
+
+        if not self.catalog_path.exists() or self._catalog_root() != str(self.root):
+            self.refresh_catalog()
+        return duckdb.connect(str(self.catalog_path), read_only=read_only)
+
+    def _catalog_root(self) -> str | None:
+        import duckdb
+
+        try:
+            con = duckdb.connect(str(self.catalog_path), read_only=True)
+            try:
+                return con.execute("SELECT root FROM _catalog").fetchone()[0]
+            finally:
+                con.close()
+        except Exception:
+            return None
+
+    def sql(self, query: str, params: list | None = None):
+        """Run a read-only query over the catalog; returns a pyarrow Table."""
+        con = self.connect(read_only=True)
+        try:
+            return _arrow(con.sql(query, params=params or None))
+        finally:
+            con.close()
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.read(t, list(KEYS[t][:1])).num_rows for t in TABLES}
+
+
+def _arrow(result) -> pa.Table:
+    """DuckDB renamed its Arrow fetch across releases; accept both spellings."""
+    fetch = getattr(result, "to_arrow_table", None) or getattr(result, "fetch_arrow_table")
+    out = fetch()
+    return out.read_all() if hasattr(out, "read_all") else out
+
+
+def to_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

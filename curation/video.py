@@ -1,0 +1,131 @@
+"""Probing and decoding video files: decord first, PyAV when decord cannot read a file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
+
+
+class VideoError(Exception):
+    """A video that cannot be probed or decoded; the message says which file and why."""
+
+
+@dataclass
+class Probe:
+    duration_s: float
+    fps: float
+    n_frames: int
+    width: int
+    height: int
+    codec: str
+    rotation: int
+    bytes: int
+
+
+def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
+    """video_id: a hash of the file's bytes, so the same file under two paths is one video."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def probe(path: str | Path) -> Probe:
+    """Read stream facts with PyAV, frame count with decord, and decode a frame to prove it is readable."""
+    import av
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise VideoError(f"{path}: file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream (audio only or not a video)")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            codec = stream.codec_context.name
+            width, height = stream.codec_context.width, stream.codec_context.height
+            rotation = _rotation(stream)
+    except VideoError:
+        raise
+    except Exception as e:  # PyAV raises many types for unreadable containers
+        raise VideoError(f"{path}: not a readable video container ({type(e).__name__}: {e})") from e
+    n_frames = _count_frames(path)
+    if n_frames < 1:
+        raise VideoError(f"{path}: no decodable frames")
+    if fps <= 0:
+        raise VideoError(f"{path}: stream has no frame rate")
+    return Probe(n_frames / fps, fps, n_frames, width, height, codec, rotation, size)
+
+
+def _rotation(stream) -> int:
+    try:
+        matrix = stream.side_data.get("DISPLAYMATRIX") if hasattr(stream, "side_data") else None
+        return int(round(matrix)) % 360 if matrix is not None else 0
+    except Exception:
+        return 0
+
+
+def _count_frames(path: Path) -> int:
+    try:
+        vr = _decord_reader(path)
+        n = len(vr)
+        vr.get_batch([n - 1]).asnumpy()  # the last frame proves the stream is complete
+        return n
+    except Exception:
+        return len(_pyav_frames(path, None))
+
+
+def _decord_reader(path: Path):
+    import decord
+
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+
+
+def read_frames(path: str | Path, indices: list[int] | np.ndarray) -> np.ndarray:
+    """Decode the frames at ``indices`` as uint8 RGB, shape (n, h, w, 3)."""
+    path = Path(path)
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise VideoError(f"{path}: no frame indices to decode")
+    try:
+        return _decord_reader(path).get_batch(idx).asnumpy()
+    except Exception:
+        frames = _pyav_frames(path, set(idx))
+        missing = [i for i in idx if i not in frames]
+        if missing:
+            raise VideoError(f"{path}: frames {missing[:5]} could not be decoded ({len(frames)} decoded)")
+        return np.stack([frames[i] for i in idx])
+
+
+def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
+    import av
+
+    out: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if wanted is None or i in wanted:
+                    out[i] = frame.to_ndarray(format="rgb24") if wanted is not None else None
+                if wanted is not None and len(out) == len(wanted):
+                    break
+    except Exception as e:
+        if not out:
+            raise VideoError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+    return out
+
+
+def list_videos(root: str | Path) -> list[Path]:
+    root = Path(root).expanduser()
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise VideoError(f"{root}: no such folder; pass --videos DIR with video files in it")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)

@@ -1,0 +1,72 @@
+"""Pipeline config and the ordered list of stages; the CLI only fills the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.frames import FramePolicy
+from curation.jobs import Stats, run_stage
+from curation.scenes import DetectorConfig, SegmentPolicy
+from curation.stages import IngestStage, SplitStage
+from curation.store import Dataset
+from model.loader import DEFAULT_MODEL
+from model.structured import Decoding
+from synth.captions import CaptionStage
+from synth.dense import DenseStage
+from synth.grounding import GroundStage, GroundTruthStage
+from synth.tasks import TasksStage
+
+STAGES = ("ingest", "split", "caption", "dense", "ground", "tasks")
+
+
+@dataclass
+class PipelineConfig:
+    data: Path
+    videos: Path | None = None
+    model: str = DEFAULT_MODEL
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    policy: SegmentPolicy = field(default_factory=SegmentPolicy)
+    caption_frames: int = 16
+    sample_frames: int = 64
+    batch_size: int = 4
+    max_new_tokens: int = 384
+
+    def problems(self, stages: tuple[str, ...]) -> list[str]:
+        out = self.detector.problems() + self.policy.problems()
+        if "ingest" in stages and not self.videos:
+            out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
+        if self.caption_frames < 2 or self.caption_frames % 2:
+            out.append(f"--caption-frames {self.caption_frames} must be even and >= 2")
+        return out
+
+
+def build_stage(name: str, cfg: PipelineConfig):
+    decoding = Decoding(max_new_tokens=cfg.max_new_tokens)
+    frames = FramePolicy(max_frames=cfg.caption_frames)
+    if name == "ingest":
+        return [IngestStage(videos=Path(cfg.videos))]
+    if name == "split":
+        return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
+    if name == "caption":
+        return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
+    if name == "dense":
+        return [DenseStage(model_id=cfg.model)]
+    if name == "ground":
+        return [GroundTruthStage(),
+                GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
+    if name == "tasks":
+        return [TasksStage(model_id=cfg.model, frames=FramePolicy(max_frames=cfg.sample_frames))]
+    raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+
+
+def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress: bool = True) -> list[Stats]:
+    problems = cfg.problems(stages)
+    if problems:
+        raise ValueError("bad configuration:\n  " + "\n  ".join(problems))
+    ds = Dataset(cfg.data)
+    results = []
+    for name in stages:
+        for stage in build_stage(name, cfg):
+            results.append(run_stage(stage, ds, progress=progress))
+    return results

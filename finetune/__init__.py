@@ -1,0 +1,1 @@
+"""Fine-tune recipes for the complete model (vision encoder, merger, LLM): data, loop, checkpoints."""

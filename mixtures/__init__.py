@@ -1,0 +1,1 @@
+"""SQL views and balance queries over the catalog, mixture recipes and exports."""

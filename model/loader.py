@@ -1,0 +1,70 @@
+"""One loader for captioning and training: a hub id or a local directory, optionally a LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    processor: object
+    model_id: str
+    revision: str
+
+
+def _is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").exists()
+
+
+def load_processor(model_id: str | Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(str(model_id))
+
+
+def load_model(
+    model_id: str | Path = DEFAULT_MODEL,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load Qwen3-VL and its processor. ``model_id`` may also be a saved LoRA adapter directory."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    path = Path(str(model_id))
+    if path.is_dir() and _is_adapter_dir(path):
+        from peft import PeftModel
+
+        base_id = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = Qwen3VLForConditionalGeneration.from_pretrained(base_id, dtype=dtype)
+        model = PeftModel.from_pretrained(base, str(path))
+        processor = load_processor(path)
+    else:
+        kwargs = {"revision": revision} if revision else {}
+        model = Qwen3VLForConditionalGeneration.from_pretrained(str(model_id), dtype=dtype, **kwargs)
+        processor = load_processor(model_id)
+    model.to(device).eval()
+    return LoadedModel(model, processor, str(model_id), revision or _local_revision(path))
+
+
+def _local_revision(path: Path) -> str:
+    """A stable revision tag for local checkpoints: hash of the config and weights index."""
+    import hashlib
+
+    if not path.is_dir():
+        return "main"
+    h = hashlib.sha256()
+    for name in sorted(p.name for p in path.glob("*.json")):
+        h.update((path / name).read_bytes())
+    for weights in sorted(path.glob("*.safetensors")):
+        h.update(str(weights.stat().st_size).encode())
+    return "local-" + h.hexdigest()[:12]

@@ -1,0 +1,1 @@
+"""Generated data: captions, dense captions, grounding, training samples and procedural videos."""

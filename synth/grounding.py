@@ -1,0 +1,124 @@
+"""Spatio-temporal grounding: who/what, when [start_s, end_s], where (boxes on the 0..1000 grid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation import CODE_VERSION
+from curation.jobs import Stage, Stats
+from curation.store import Dataset, stable_id
+from model.structured import text_field
+from synth.segment_model import SegmentModelStage
+from synth.videos import read_truth
+
+
+def grounding_schema(start_s: float, end_s: float, max_entities: int = 3, max_boxes: int = 4) -> dict:
+    """Times bounded to the segment and boxes to the grid, so outputs stay short; order is checked later."""
+    t = {"type": "number", "minimum": round(start_s, 2), "maximum": round(end_s, 2)}
+    coord = {"type": "integer", "minimum": 0, "maximum": 1000}
+    box = {
+        "type": "object",
+        "properties": {"t_s": t, "bbox_2d": {"type": "array", "items": coord, "minItems": 4, "maxItems": 4}},
+        "required": ["t_s", "bbox_2d"],
+        "additionalProperties": False,
+    }
+    entity = {
+        "type": "object",
+        "properties": {"phrase": text_field(60), "action": text_field(60), "start_s": t, "end_s": t,
+                       "boxes": {"type": "array", "items": box, "minItems": 1, "maxItems": max_boxes}},
+        "required": ["phrase", "action", "start_s", "end_s", "boxes"],
+        "additionalProperties": False,
+    }
+    return {"type": "object",
+            "properties": {"entities": {"type": "array", "items": entity, "minItems": 0, "maxItems": max_entities}},
+            "required": ["entities"], "additionalProperties": False}
+
+
+def validate_record(rec: dict, start_s: float, end_s: float, eps: float = 1e-6) -> list[dict]:
+    """Check one grounding record; returns its boxes as rows. Raises ValueError naming the bad value."""
+    phrase = str(rec.get("phrase", "")).strip()
+    if not phrase:
+        raise ValueError("grounding record has an empty phrase")
+    s, e = float(rec["start_s"]), float(rec["end_s"])
+    if not (start_s - eps <= s < e <= end_s + eps):
+        raise ValueError(f"{phrase!r}: span [{s}, {e}] is not an ordered span inside the segment [{start_s:.2f}, {end_s:.2f}]")
+    boxes = []
+    for b in rec.get("boxes", []):
+        t = float(b["t_s"])
+        x1, y1, x2, y2 = (int(v) for v in (b["bbox_2d"] if "bbox_2d" in b else (b["x1"], b["y1"], b["x2"], b["y2"])))
+        if not (0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000):
+            raise ValueError(f"{phrase!r}: box {[x1, y1, x2, y2]} must have 0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000")
+        if not (start_s - eps <= t <= end_s + eps):
+            raise ValueError(f"{phrase!r}: box time {t} is outside the segment [{start_s:.2f}, {end_s:.2f}]")
+        boxes.append(dict(t_s=t, x1=x1, y1=y1, x2=x2, y2=y2))
+    return sorted(boxes, key=lambda b: b["t_s"])
+
+
+@dataclass
+class GroundStage(SegmentModelStage):
+    prompt_name: str = "grounding_v1"
+    name = "ground"
+    output = "grounding"
+
+    def done_ids(self, ds: Dataset) -> set[str]:
+        rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?", [self.model_name])
+        return set(rows.column("segment_id").to_pylist())
+
+    def schema(self, seg: dict) -> dict:
+        return grounding_schema(seg["start_s"], seg["end_s"])
+
+    def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
+        rows = []
+        for rec in parsed["entities"]:
+            boxes = validate_record(rec, seg["start_s"], seg["end_s"])
+            rows.append(dict(
+                record_id=stable_id("model", self.model_name, seg["segment_id"], rec["phrase"], rec["start_s"]),
+                video_id=seg["video_id"], segment_id=seg["segment_id"], phrase=rec["phrase"].strip(),
+                action=rec["action"].strip(), start_s=float(rec["start_s"]), end_s=float(rec["end_s"]), boxes=boxes,
+                source="model", model=self.model_name, code_version=CODE_VERSION,
+            ))
+        if not rows:  # a segment with nothing found still counts as done
+            rows.append(dict(record_id=stable_id("model", self.model_name, seg["segment_id"], "none"),
+                             video_id=seg["video_id"], segment_id=seg["segment_id"], phrase="", action="",
+                             start_s=seg["start_s"], end_s=seg["start_s"], boxes=[], source="model",
+                             model=self.model_name, code_version=CODE_VERSION))
+        return rows
+
+
+class GroundTruthStage(Stage):
+    """Ground truth from the JSON written beside generated videos (``source = 'ground_truth'``)."""
+
+    name = "ground_truth"
+    output = "grounding"
+
+    def items(self, ds: Dataset) -> list[dict]:
+        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos") if read_truth(v["uri"]) is not None]
+
+    def done_ids(self, ds: Dataset) -> set[str]:
+        rows = ds.sql("SELECT DISTINCT video_id FROM grounding WHERE source = 'ground_truth'")
+        return set(rows.column("video_id").to_pylist())
+
+    def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        segs = ds.rows("segments")
+        rows = []
+        for v in batch:
+            truth = read_truth(v["uri"])
+            for shape in truth["shapes"]:
+                seg = _segment_at(segs, v["video_id"], (shape["start_s"] + shape["end_s"]) / 2)
+                validate_record(shape, 0.0, v["duration_s"])
+                rows.append(dict(
+                    record_id=stable_id("ground_truth", v["video_id"], shape["phrase"], shape["start_s"]),
+                    video_id=v["video_id"], segment_id=seg, phrase=shape["phrase"], action=shape["action"],
+                    start_s=shape["start_s"], end_s=shape["end_s"], boxes=shape["boxes"], source="ground_truth",
+                    model="", code_version=CODE_VERSION,
+                ))
+            stats.add("records", len(truth["shapes"]))
+        return rows
+
+
+def _segment_at(segments: list[dict], video_id: str, t: float) -> str:
+    for s in segments:
+        if s["video_id"] == video_id and s["start_s"] <= t < s["end_s"]:
+            return s["segment_id"]
+    return ""

@@ -1,0 +1,112 @@
+"""A stage that asks the model about each segment: frames -> prompt -> schema-constrained JSON -> rows.
+
+Captioning and grounding differ only in prompt, schema and how the JSON becomes rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+from curation.frames import FramePolicy, sample_indices
+from curation.jobs import Stage, Stats
+from curation.store import Dataset
+from curation.video import read_frames
+from model.inputs import build_inputs, user_video_message, video_metadata
+from model.structured import Decoding, GrammarCache, generate_json
+
+
+class InvalidOutput(ValueError):
+    """The model's output parsed but broke a rule (time outside the segment, bad box...)."""
+
+    def __init__(self, message: str, raw: str = ""):
+        super().__init__(message)
+        self.raw = raw
+
+
+@dataclass
+class SegmentModelStage(Stage):
+    model_id: str = ""
+    prompt_name: str = ""
+    frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))
+    decoding: Decoding = field(default_factory=Decoding)
+    max_retries: int = 2
+    batch_size: int = 4
+    resources = {"cpus": 1, "gpus": 1}
+
+    def setup(self, ds: Dataset) -> None:
+        from model.loader import load_model
+        from synth.prompts import load_prompt
+
+        self.lm = load_model(self.model_id)
+        self.prompt_version, self.template = load_prompt(self.prompt_name)
+        vocab = self.lm.model.config.get_text_config().vocab_size
+        self.grammars = GrammarCache(self.lm.processor.tokenizer, vocab)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model_id)
+
+    def items(self, ds: Dataset) -> list[dict]:
+        videos = {v["video_id"]: v for v in ds.rows("videos")}
+        out = []
+        for s in ds.rows("segments"):
+            v = videos.get(s["video_id"])
+            if v:
+                out.append(dict(s, item_id=s["segment_id"], uri=v["uri"], fps=v["fps"], n_frames=v["n_frames"],
+                                width=v["width"], height=v["height"]))
+        return out
+
+    def schema(self, seg: dict) -> dict:
+        raise NotImplementedError
+
+    def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
+        raise NotImplementedError
+
+    def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        prepared = [self._prepare(seg) for seg in batch]
+        pending = list(range(len(batch)))
+        rows: dict[int, list[dict]] = {}
+        errors: dict[int, tuple[str, str]] = {}
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            decoding = self.decoding if attempt == 0 else replace(self.decoding, do_sample=True, seed=attempt)
+            outs = self._generate([prepared[i] for i in pending], decoding)
+            still = []
+            for i, raw in zip(pending, outs):
+                try:
+                    rows[i] = self.to_rows(batch[i], json.loads(raw), raw, prepared[i]["indices"])
+                except (ValueError, KeyError, TypeError) as e:
+                    errors[i] = (str(e), raw)
+                    still.append(i)
+            stats.add("retries", len(still) if attempt < self.max_retries else 0)
+            pending = still
+        for i in pending:
+            msg, raw = errors[i]
+            ds.fail(self.name, batch[i]["item_id"], InvalidOutput(f"segment {batch[i]['segment_id']}: {msg}"), raw)
+            stats.failed("InvalidOutput")
+        stats.add("segments", len(batch))
+        return [r for i in sorted(rows) for r in rows[i]]
+
+    def _prepare(self, seg: dict) -> dict:
+        idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames)
+        frames = read_frames(seg["uri"], idx)
+        md = video_metadata(idx, seg["fps"], seg["n_frames"], seg["width"], seg["height"])
+        prompt = self.template.format(start_s=seg["start_s"], end_s=seg["end_s"])
+        return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(prompt)], seg=seg)
+
+    def _generate(self, prepared: list[dict], decoding: Decoding) -> list[str]:
+        """Rows with the same schema share one batched generate call."""
+        outs: list[str] = [""] * len(prepared)
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(prepared):
+            groups.setdefault(json.dumps(self.schema(p["seg"])), []).append(i)
+        for schema_json, idxs in groups.items():
+            inputs = build_inputs(self.lm.processor, [prepared[i]["conversation"] for i in idxs],
+                                  [prepared[i]["frames"] for i in idxs], [prepared[i]["metadata"] for i in idxs])
+            texts = generate_json(self.lm.model, self.lm.processor, inputs, json.loads(schema_json), self.grammars,
+                                  decoding)
+            for i, t in zip(idxs, texts):
+                outs[i] = t
+        return outs
