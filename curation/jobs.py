@@ -11,7 +11,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from curation.store import KEYS, Dataset
+from curation.store import Dataset
 
 log = logging.getLogger("densevid")
 
@@ -107,7 +107,8 @@ def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats, f
 
 
 def key_set(ds: Dataset, table: str, column: str) -> set[str]:
-    return {k[KEYS[table].index(column)] for k in ds.keys(table)}
+    """Distinct values of one column of a table, e.g. the videos that already have segments."""
+    return set(ds.read(table, [column]).column(column).to_pylist())
 
 
 def chunks(seq: list, n: int) -> Iterable[list]:

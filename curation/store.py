@@ -154,6 +154,16 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+EMPTY_PART = "part-empty.parquet"
+
+
+def _write_empty(schema: pa.Schema, path: Path) -> None:
+    """A schema-only file with no row groups, so an empty table still has typed columns in DuckDB."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.ParquetWriter(tmp, schema).close()
+    os.replace(tmp, path)
+
+
 class Dataset:
     """A dataset directory: ``<root>/<table>/*.parquet`` plus ``<root>/catalog.duckdb``."""
 
@@ -227,8 +237,12 @@ class Dataset:
         import duckdb
 
         for table, schema in SCHEMAS.items():
-            if not self.files(table):
-                atomic_write_parquet(schema.empty_table(), self.table_dir(table) / "part-empty.parquet")
+            placeholder = self.table_dir(table) / EMPTY_PART
+            data_files = [f for f in self.files(table) if f.name != EMPTY_PART]
+            if data_files:
+                placeholder.unlink(missing_ok=True)
+            elif not placeholder.exists():
+                _write_empty(schema, placeholder)
         tmp = self.root / ".catalog.duckdb.tmp"
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))

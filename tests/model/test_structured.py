@@ -1,0 +1,31 @@
+import json
+
+import numpy as np
+
+from model.inputs import build_inputs, user_video_message, video_metadata
+from model.loader import load_model
+from model.structured import Decoding, GrammarCache, generate_json
+from synth.captions import CAPTION_SCHEMA, validate_caption
+from synth.grounding import grounding_schema
+
+
+def test_random_tiny_model_returns_schema_valid_json_in_a_batch(tiny_model):
+    lm = load_model(tiny_model, device="cpu")
+    grammars = GrammarCache(lm.processor.tokenizer, lm.model.config.get_text_config().vocab_size)
+    frames = np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    md = video_metadata([0, 8, 16, 24], 24.0, 48, 64, 64)
+    inputs = build_inputs(lm.processor, [[user_video_message("Caption.")]] * 2 + [[user_video_message("Other words.")]],
+                          [frames, frames[:2], frames], [md, video_metadata([0, 8], 24.0, 48, 64, 64), md])
+    for seed, sample in ((0, False), (1, True)):
+        outs = generate_json(lm.model, lm.processor, inputs, CAPTION_SCHEMA, grammars,
+                             Decoding(max_new_tokens=400, do_sample=sample, seed=seed))
+        assert len(outs) == 3
+        for text in outs:
+            summary, details = validate_caption(json.loads(text))
+            assert 1 <= len(summary) <= 100 and details.startswith("people: ")
+
+
+def test_grounding_schema_bounds_times_to_the_segment():
+    schema = grounding_schema(2.5, 7.25)
+    t = schema["properties"]["entities"]["items"]["properties"]["start_s"]
+    assert (t["minimum"], t["maximum"]) == (2.5, 7.25)
