@@ -6,7 +6,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
+
+logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line per video is noise in a batch
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:
+        import duckdb
+
+        if isinstance(e, duckdb.Error):  # SQL typed by the user: show DuckDB's own message
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     return EXIT_USAGE
 
 
