@@ -11,7 +11,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from curation.store import Dataset
+from curation.store import Dataset, stable_id
 
 log = logging.getLogger("densevid")
 
@@ -51,6 +51,7 @@ class Stage:
     name = "stage"
     output = ""
     batch_size = 1
+    parallel = False  # True: items may run in worker processes (CPU-bound, no shared model)
     resources = {"cpus": 1, "gpus": 0}
 
     def setup(self, ds: Dataset) -> None:
@@ -66,39 +67,93 @@ class Stage:
         raise NotImplementedError
 
 
-def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int | None = None) -> Stats:
-    """Run one stage locally: skip finished items, process the rest in batches, write each batch."""
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n), for cluster schedulers that start n copies of a job."""
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r} must look like i/n, e.g. 0/8") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def in_shard(item_id: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    return int(stable_id("shard", item_id, n=8), 16) % shard[1] == shard[0]
+
+
+def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int | None = None,
+              workers: int = 1, shard: tuple[int, int] | None = None) -> Stats:
+    """Run one stage: skip finished items, process the rest in batches, write each batch as it completes."""
     stats = Stats(stage.name)
     t0 = time.perf_counter()
-    todo = stage.items(ds)
+    todo = [it for it in stage.items(ds) if in_shard(it["item_id"], shard)]
     done = stage.done_ids(ds)
-    failed_before = {k[1] for k in ds.keys("failures") if k[0] == stage.name}
     pending = [it for it in todo if it["item_id"] not in done]
     stats.add("skipped_done", len(todo) - len(pending))
     if max_items is not None:
         pending = pending[:max_items]
-    if pending:
-        stage.setup(ds)
     bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
-    for start in range(0, len(pending), stage.batch_size):
-        batch = pending[start : start + stage.batch_size]
-        rows = _process_batch(stage, batch, ds, stats, failed_before)
-        if rows:
-            ds.write(stage.output, rows)
-            stats.add("rows_written", len(rows))
-        bar.update(len(batch))
+    batches = list(chunks(pending, stage.batch_size))
+    if workers > 1 and stage.parallel and len(batches) > 1:
+        _run_parallel(stage, ds, batches, stats, bar, workers)
+    elif batches:
+        stage.setup(ds)
+        for batch in batches:
+            _write(stage, ds, _process_batch(stage, batch, ds, stats), stats)
+            bar.update(len(batch))
     bar.close()
     ds.refresh_catalog()
     stats.seconds = time.perf_counter() - t0
     return stats
 
 
-def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats, failed_before: set) -> list[dict]:
+def _write(stage: Stage, ds: Dataset, rows: list[dict], stats: Stats) -> None:
+    if rows:
+        ds.write(stage.output, rows)
+        stats.add("rows_written", len(rows))
+
+
+def _run_parallel(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: Stats, bar, workers: int) -> None:
+    """Longest items first, one batch per task, so a long video starts early and never runs alone at the end."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    batches.sort(key=lambda b: -sum(it.get("duration_s") or it.get("bytes") or 0 for it in b))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(stage, str(ds.root))) as pool:
+        futures = {pool.submit(_worker_process, batch): batch for batch in batches}
+        for fut in as_completed(futures):
+            rows, counts, reasons = fut.result()
+            stats.counts.update(counts)
+            stats.reasons.update(reasons)
+            _write(stage, ds, rows, stats)
+            bar.update(len(futures[fut]))
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(stage: Stage, root: str) -> None:
+    ds = Dataset(root)
+    stage.setup(ds)
+    _WORKER.update(stage=stage, ds=ds)
+
+
+def _worker_process(batch: list[dict]):
+    stats = Stats(_WORKER["stage"].name)
+    rows = _process_batch(_WORKER["stage"], batch, _WORKER["ds"], stats)
+    return rows, stats.counts, stats.reasons
+
+
+def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
     try:
         return stage.process(batch, ds, stats)
     except Exception as e:
         if len(batch) > 1:  # isolate the bad item: retry one by one
-            return [r for item in batch for r in _process_batch(stage, [item], ds, stats, failed_before)]
+            return [r for item in batch for r in _process_batch(stage, [item], ds, stats)]
         item = batch[0]
         log.warning("%s: %s failed: %s", stage.name, item["item_id"], e)
         stats.failed(type(e).__name__)

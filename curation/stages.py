@@ -31,6 +31,7 @@ class IngestStage(Stage):
     source: str = "local"
     name = "ingest"
     output = "videos"
+    parallel = True
 
     def items(self, ds: Dataset) -> list[dict]:
         """One item per distinct content: the same file under two paths is one video with two uris."""
@@ -76,6 +77,7 @@ class SplitStage(Stage):
     policy: SegmentPolicy = field(default_factory=SegmentPolicy)
     name = "split"
     output = "segments"
+    parallel = True
 
     def items(self, ds: Dataset) -> list[dict]:
         return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos")]

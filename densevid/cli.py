@@ -17,6 +17,8 @@ def _add_data(p, required=True):
 
 def _add_pipeline_args(p, stage: str):
     _add_data(p)
+    p.add_argument("--workers", type=int, default=1, help="processes for CPU stages (ingest, split)")
+    p.add_argument("--shard", default=None, help="i/n: process only shard i of n (for cluster schedulers)")
     if stage in ("ingest", "run"):
         p.add_argument("--videos", type=Path, required=True, help="folder of videos; subfolders name domains")
     if stage in ("caption", "ground", "tasks", "dense", "run"):
@@ -75,7 +77,7 @@ def _pipeline_config(args, stages):
         kw["detector"] = DetectorConfig(detector=args.detector, threshold=args.threshold)
         kw["policy"] = SegmentPolicy(min_segment_s=args.min_segment_s, max_segment_s=args.max_segment_s,
                                      trim_s=args.trim_s)
-    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens"):
+    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard"):
         if hasattr(args, name):
             kw[name] = getattr(args, name)
     return PipelineConfig(**kw)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.frames import FramePolicy
-from curation.jobs import Stats, run_stage
+from curation.jobs import Stats, parse_shard, run_stage
 from curation.scenes import DetectorConfig, SegmentPolicy
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
@@ -31,11 +31,19 @@ class PipelineConfig:
     sample_frames: int = 64
     batch_size: int = 4
     max_new_tokens: int = 384
+    workers: int = 1
+    shard: str | None = None
 
     def problems(self, stages: tuple[str, ...]) -> list[str]:
         out = self.detector.problems() + self.policy.problems()
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
+        if self.workers < 1:
+            out.append(f"--workers {self.workers} must be >= 1")
+        try:
+            parse_shard(self.shard)
+        except ValueError as e:
+            out.append(str(e))
         if self.caption_frames < 2 or self.caption_frames % 2:
             out.append(f"--caption-frames {self.caption_frames} must be even and >= 2")
         return out
@@ -68,5 +76,5 @@ def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress
     results = []
     for name in stages:
         for stage in build_stage(name, cfg):
-            results.append(run_stage(stage, ds, progress=progress))
+            results.append(run_stage(stage, ds, progress=progress, workers=cfg.workers, shard=parse_shard(cfg.shard)))
     return results

@@ -1,0 +1,36 @@
+"""Workers and shards give the same tables as one plain run."""
+
+from curation.jobs import parse_shard, run_stage
+from curation.stages import IngestStage, SplitStage
+from curation.store import Dataset
+
+import pytest
+
+
+def _segments(ds):
+    return sorted((r["segment_id"], r["start_frame"], r["end_frame"]) for r in ds.rows("segments"))
+
+
+def test_two_workers_match_one(corpus, tmp_path):
+    one, two = Dataset(tmp_path / "one"), Dataset(tmp_path / "two")
+    for ds, workers in ((one, 1), (two, 2)):
+        run_stage(IngestStage(videos=corpus), ds, progress=False, workers=workers)
+        run_stage(SplitStage(), ds, progress=False, workers=workers)
+    assert _segments(one) == _segments(two) and len(_segments(one)) >= 5
+
+
+def test_shards_partition_the_work(corpus, tmp_path):
+    full, sharded = Dataset(tmp_path / "full"), Dataset(tmp_path / "sharded")
+    run_stage(IngestStage(videos=corpus), full, progress=False)
+    seen = []
+    for i in range(3):
+        s = run_stage(IngestStage(videos=corpus), sharded, progress=False, shard=(i, 3))
+        seen.append(s.counts["rows_written"])
+    assert sum(seen) == 3
+    assert sorted(v["video_id"] for v in full.rows("videos")) == sorted(v["video_id"] for v in sharded.rows("videos"))
+
+
+@pytest.mark.parametrize("bad", ["3/3", "x", "1/0", "-1/2"])
+def test_bad_shard_is_explained(bad):
+    with pytest.raises(ValueError, match="shard"):
+        parse_shard(bad)
