@@ -24,3 +24,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) demo_out
+
+bench-split: install
+	$(BIN)/python benchmarks/split.py --minutes 10

@@ -10,25 +10,16 @@ import numpy as np
 from curation import CODE_VERSION
 from curation.jobs import Stage, Stats, key_set
 from curation.scenes import DetectorConfig, SegmentPolicy, detect_cuts, segments_from_cuts
+from curation.domains import DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
 from curation.video import VideoError, content_id, list_videos, probe
-
-UNLABELED = "unlabeled"
-
-
-def domain_from_folder(path: Path, root: Path) -> str:
-    """The first folder under the videos root names the domain; files at the root are unlabeled."""
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return UNLABELED
-    return rel.parts[0] if len(rel.parts) > 1 else UNLABELED
-
 
 @dataclass
 class IngestStage(Stage):
     videos: Path = Path(".")
     source: str = "local"
+    manifest: Path | None = None
+    domain_rules: tuple[str, ...] = ()  # GLOB=DOMAIN
     name = "ingest"
     output = "videos"
     parallel = True
@@ -36,6 +27,8 @@ class IngestStage(Stage):
     def items(self, ds: Dataset) -> list[dict]:
         """One item per distinct content: the same file under two paths is one video with two uris."""
         root = Path(self.videos).expanduser()
+        resolver = DomainResolver(root, load_manifest(self.manifest) if self.manifest else {},
+                                  [parse_rule(r) for r in self.domain_rules])
         by_id: dict[str, dict] = {}
         for path in list_videos(root):
             try:
@@ -47,7 +40,7 @@ class IngestStage(Stage):
             item = by_id.setdefault(vid, {"item_id": vid, "paths": []})
             item["paths"].append(path)
         for item in by_id.values():
-            item["domain"] = domain_from_folder(item["paths"][0], root)
+            item.update(resolver.lookup(item["paths"][0]))
         return list(by_id.values())
 
     def done_ids(self, ds: Dataset) -> set[str]:
@@ -63,7 +56,8 @@ class IngestStage(Stage):
                 stats.add("duplicate_paths", len(item["paths"]) - 1)
             rows.append(dict(
                 video_id=item["item_id"], uri=str(item["paths"][0].resolve()),
-                uris=[str(q.resolve()) for q in item["paths"]], domain=item["domain"], source=self.source,
+                uris=[str(q.resolve()) for q in item["paths"]], domain=item["domain"],
+                source=item.get("source") or self.source, license=item.get("license"),
                 duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
                 codec=p.codec, rotation=p.rotation, bytes=p.bytes, code_version=CODE_VERSION,
             ))

@@ -29,6 +29,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("uris", pa.list_(pa.string())),
             ("domain", pa.string()),
             ("source", pa.string()),
+            ("license", pa.string()),
             ("duration_s", pa.float64()),
             ("fps", pa.float64()),
             ("n_frames", pa.int64()),

@@ -21,6 +21,10 @@ def _add_pipeline_args(p, stage: str):
     p.add_argument("--shard", default=None, help="i/n: process only shard i of n (for cluster schedulers)")
     if stage in ("ingest", "run"):
         p.add_argument("--videos", type=Path, required=True, help="folder of videos; subfolders name domains")
+        p.add_argument("--manifest", type=Path, default=None,
+                       help="CSV/JSONL/Parquet with uri and any of domain, source, license")
+        p.add_argument("--domain-rule", action="append", default=[], metavar="GLOB=DOMAIN",
+                       help="label matching paths, e.g. '*/ego/*=egocentric' (repeatable)")
     if stage in ("caption", "ground", "tasks", "dense", "run"):
         p.add_argument("--model", default=None, help="hub id or local dir (default Qwen/Qwen3-VL-2B-Instruct)")
         p.add_argument("--caption-frames", type=int, default=16, help="max frames per segment (even)")
@@ -77,6 +81,8 @@ def _pipeline_config(args, stages):
         kw["detector"] = DetectorConfig(detector=args.detector, threshold=args.threshold)
         kw["policy"] = SegmentPolicy(min_segment_s=args.min_segment_s, max_segment_s=args.max_segment_s,
                                      trim_s=args.trim_s)
+    if hasattr(args, "manifest"):
+        kw["manifest"], kw["domain_rules"] = args.manifest, tuple(args.domain_rule)
     for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard"):
         if hasattr(args, name):
             kw[name] = getattr(args, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curation.domains import parse_rule
 from curation.frames import FramePolicy
 from curation.jobs import Stats, parse_shard, run_stage
 from curation.scenes import DetectorConfig, SegmentPolicy
@@ -33,11 +34,19 @@ class PipelineConfig:
     max_new_tokens: int = 384
     workers: int = 1
     shard: str | None = None
+    manifest: Path | None = None
+    domain_rules: tuple[str, ...] = ()
 
     def problems(self, stages: tuple[str, ...]) -> list[str]:
         out = self.detector.problems() + self.policy.problems()
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
+        try:
+            [parse_rule(r) for r in self.domain_rules]
+        except ValueError as e:
+            out.append(str(e))
+        if self.manifest and not Path(self.manifest).exists():
+            out.append(f"--manifest {self.manifest} not found")
         if self.workers < 1:
             out.append(f"--workers {self.workers} must be >= 1")
         try:
@@ -53,7 +62,7 @@ def build_stage(name: str, cfg: PipelineConfig):
     decoding = Decoding(max_new_tokens=cfg.max_new_tokens)
     frames = FramePolicy(max_frames=cfg.caption_frames)
     if name == "ingest":
-        return [IngestStage(videos=Path(cfg.videos))]
+        return [IngestStage(videos=Path(cfg.videos), manifest=cfg.manifest, domain_rules=cfg.domain_rules)]
     if name == "split":
         return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
     if name == "caption":

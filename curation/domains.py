@@ -1,0 +1,81 @@
+"""Domain labels per video: a manifest first, then rules, then the folder; anything else is unlabeled.
+
+A manifest is CSV, JSONL or Parquet with a ``uri`` column and any of ``domain``, ``source``, ``license``.
+A ``uri`` may be absolute, relative to the videos root, or a bare file name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+UNLABELED = "unlabeled"
+MANIFEST_COLUMNS = ("uri", "domain", "source", "license")
+
+
+def load_manifest(path: str | Path) -> dict[str, dict]:
+    """uri -> {domain, source, license}; DuckDB reads all three formats."""
+    import duckdb
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"manifest {path} not found")
+    readers = {".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".json": "read_json_auto",
+               ".parquet": "read_parquet"}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"manifest {path}: use a .csv, .jsonl or .parquet file")
+    quoted = str(path).replace("'", "''")
+    rel = duckdb.sql(f"SELECT * FROM {reader}('{quoted}')")
+    cols = [c.lower() for c in rel.columns]
+    if "uri" not in cols:
+        raise ValueError(f"manifest {path} has columns {rel.columns}; it needs a 'uri' column "
+                         f"(and any of domain, source, license)")
+    out = {}
+    for row in rel.fetchall():
+        rec = dict(zip(cols, row))
+        out[str(rec["uri"])] = {k: (str(rec[k]) if rec.get(k) is not None else None) for k in MANIFEST_COLUMNS[1:]}
+    return out
+
+
+def parse_rule(text: str) -> tuple[str, str]:
+    """``'*kitchen*=egocentric'`` -> (glob, domain)."""
+    if "=" not in text:
+        raise ValueError(f"domain rule {text!r} must look like GLOB=DOMAIN, e.g. '*/ego4d/*=egocentric'")
+    pattern, domain = text.rsplit("=", 1)
+    return pattern.strip(), domain.strip()
+
+
+@dataclass
+class DomainResolver:
+    root: Path
+    manifest: dict[str, dict] = field(default_factory=dict)
+    rules: list[tuple[str, str]] = field(default_factory=list)
+
+    def lookup(self, path: Path) -> dict:
+        """{domain, source, license} for one file."""
+        rec = self._from_manifest(path)
+        if rec and rec.get("domain"):
+            return rec
+        base = rec or {"source": None, "license": None}
+        for pattern, domain in self.rules:
+            if fnmatch.fnmatch(str(path), pattern) or fnmatch.fnmatch(self._rel(path), pattern):
+                return {**base, "domain": domain}
+        return {**base, "domain": self._from_folder(path)}
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return path.name
+
+    def _from_manifest(self, path: Path) -> dict | None:
+        for key in (str(path.resolve()), str(path), self._rel(path), path.name):
+            if key in self.manifest:
+                return self.manifest[key]
+        return None
+
+    def _from_folder(self, path: Path) -> str:
+        parts = Path(self._rel(path)).parts
+        return parts[0] if len(parts) > 1 else UNLABELED
