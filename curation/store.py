@@ -156,6 +156,7 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
 
 
 EMPTY_PART = "part-empty.parquet"
+COMPACTION_JOURNAL = "_compaction.json"
 
 
 def _write_empty(schema: pa.Schema, path: Path) -> None:
@@ -180,7 +181,40 @@ class Dataset:
         return d
 
     def files(self, table: str) -> list[Path]:
-        return sorted(p for p in self.table_dir(table).glob("*.parquet") if not p.name.startswith("."))
+        d = self.table_dir(table)
+        if (d / COMPACTION_JOURNAL).exists():
+            self._finish_compaction(d)
+        return sorted(p for p in d.glob("*.parquet") if not p.name.startswith("."))
+
+    def compact(self, table: str) -> tuple[int, int]:
+        """Rewrite a table's files as one file; returns (files before, files after).
+
+        A journal names the new file and the files it replaces before anything changes, so a kill at any
+        point is finished (or undone) by the next reader: never both copies, never neither.
+        """
+        d = self.table_dir(table)
+        old = [f for f in self.files(table) if f.name != EMPTY_PART]
+        if len(old) <= 1:
+            return len(old), len(old)
+        data = self.read(table)
+        new = d / ("compact-" + stable_id(*(f.name for f in old)) + ".parquet")
+        journal = {"new": new.name, "old": [f.name for f in old]}
+        tmp = d / f".{COMPACTION_JOURNAL}.tmp"
+        tmp.write_text(json.dumps(journal))
+        os.replace(tmp, d / COMPACTION_JOURNAL)
+        atomic_write_parquet(data, new)
+        self._finish_compaction(d)
+        return len(old), 1
+
+    @staticmethod
+    def _finish_compaction(d: Path) -> None:
+        journal_path = d / COMPACTION_JOURNAL
+        journal = json.loads(journal_path.read_text())
+        if (d / journal["new"]).exists():
+            for name in journal["old"]:
+                if name != journal["new"]:
+                    (d / name).unlink(missing_ok=True)
+        journal_path.unlink(missing_ok=True)
 
     def write(self, table: str, rows: list[dict]) -> Path | None:
         """Write rows as one new Parquet file, atomically. Rows whose key is already stored are dropped."""

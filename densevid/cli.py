@@ -8,7 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
+from densevid import train_cli
+from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 
 def _add_data(p, required=True):
@@ -59,13 +60,10 @@ def parser() -> argparse.ArgumentParser:
     mix.add_argument("--name", default="balanced")
     mix.add_argument("--split", default="train")
     mix.add_argument("--balance", choices=("domain", "none"), default="domain")
-    train = sub.add_parser("train", help="LoRA fine-tune on a mixture folder")
-    train.add_argument("--mixture", type=Path, required=True)
-    train.add_argument("--model", default=None)
-    train.add_argument("--output-dir", type=Path, default=Path("runs/lora"))
-    train.add_argument("--max-steps", type=int, default=20)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
+    train_cli.add_parsers(sub)
+    compact = sub.add_parser("compact", help="rewrite each table as one Parquet file (bounded file count)")
+    _add_data(compact)
+    compact.add_argument("--table", action="append", default=None, help="only these tables (repeatable)")
     tiny = sub.add_parser("build-tiny", help="write the tiny offline Qwen3-VL checkpoint")
     tiny.add_argument("--out", type=Path, required=True)
     return ap
@@ -130,14 +128,14 @@ def cmd_mix(args) -> int:
     return EXIT_OK
 
 
-def cmd_train(args) -> int:
-    from finetune.lora import LoraConfig, train_lora
-    from model.loader import DEFAULT_MODEL
+def cmd_compact(args) -> int:
+    from curation.store import TABLES, Dataset
 
-    cfg = LoraConfig(model=args.model or DEFAULT_MODEL, mixture=str(args.mixture), output_dir=str(args.output_dir),
-                     max_steps=args.max_steps, lr=args.lr, seed=args.seed)
-    result = train_lora(cfg)
-    print(f"adapter: {result['output_dir']}")
+    ds = Dataset(args.data)
+    for table in args.table or TABLES:
+        before, after = ds.compact(table)
+        print(f"{table:<15} {before:5d} files -> {after}")
+    ds.refresh_catalog()
     return EXIT_OK
 
 
@@ -160,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sql(args)
         if args.cmd == "mix":
             return cmd_mix(args)
-        if args.cmd == "train":
-            return cmd_train(args)
+        handled = train_cli.dispatch(args)
+        if handled is not None:
+            return handled
+        if args.cmd == "compact":
+            return cmd_compact(args)
         if args.cmd == "build-tiny":
             from model.tiny import build_tiny_checkpoint
 

@@ -38,3 +38,33 @@ def test_catalog_is_rebuilt_when_the_dataset_moves(tmp_path):
 
 def test_ids_are_deterministic():
     assert stable_id("v", 1, 2) == stable_id("v", 1, 2) != stable_id("v", 1, 3)
+
+
+def test_compact_keeps_rows_and_bounds_files(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    for i in range(5):
+        ds.write("failures", [_fail_row(i)])
+    assert len(ds.files("failures")) == 5
+    assert ds.compact("failures") == (5, 1)
+    assert len(ds.files("failures")) == 1
+    assert sorted(r["item_id"] for r in ds.rows("failures")) == [f"i{i}" for i in range(5)]
+
+
+def test_compaction_killed_after_writing_is_finished_by_the_next_reader(tmp_path):
+    import json
+
+    from curation.store import COMPACTION_JOURNAL, atomic_write_parquet
+
+    ds = Dataset(tmp_path / "d")
+    for i in range(3):
+        ds.write("failures", [_fail_row(i)])
+    old, data = ds.files("failures"), ds.read("failures")
+    d = ds.table_dir("failures")
+    # as if killed right after the new file landed, before the old ones were removed
+    (d / COMPACTION_JOURNAL).write_text(json.dumps({"new": "compact-x.parquet", "old": [f.name for f in old]}))
+    atomic_write_parquet(data, d / "compact-x.parquet")
+    assert [f.name for f in ds.files("failures")] == ["compact-x.parquet"]
+    assert len(ds.rows("failures")) == 3
+    # killed before the new file landed: the journal is dropped, the old files stay
+    (d / COMPACTION_JOURNAL).write_text(json.dumps({"new": "compact-y.parquet", "old": ["compact-x.parquet"]}))
+    assert len(ds.rows("failures")) == 3 and not (d / COMPACTION_JOURNAL).exists()

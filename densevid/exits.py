@@ -1,0 +1,5 @@
+"""Exit statuses of the `densevid` command."""
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad options or input: the message says what to change
+EXIT_SOME_FAILED = 3  # the job ran, some items failed: see the failures table
