@@ -1,7 +1,8 @@
 """Split speed and accuracy against baselines measured in the same run.
 
 Generates a long 720p video with known cuts, then times:
-  1. decode-only: every frame decoded with decord (the floor for any detector that looks at every frame),
+  1. decode-only: every frame decoded with decord (RGB frames, as a loader would), and with PyAV
+     (no colour conversion: the floor for any detector that looks at every frame),
   2. the `scenedetect` command line with `detect-content`,
   3. densevid's split stage (PySceneDetect content + threshold detectors in one pass),
 and prints the ratios and the cut F1 of each detector against the known cuts.
@@ -64,6 +65,13 @@ def decode_only(path: Path) -> int:
     return n
 
 
+def pyav_decode_only(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
 def scenedetect_cli(path: Path, out_dir: Path) -> list[int]:
     subprocess.run([sys.executable, "-m", "scenedetect", "-i", str(path), "-o", str(out_dir), "-q",
                     "detect-content", "list-scenes", "-f", "scenes.csv"], check=True)
@@ -101,6 +109,7 @@ def main() -> None:
         t_make, truth = timed(lambda: make_video(video, args.minutes))
         tol = 2
         t_decode, n = timed(lambda: decode_only(video))
+        t_pyav, _ = timed(lambda: pyav_decode_only(video))
         t_cli, cli_cuts = timed(lambda: scenedetect_cli(video, tmp))
         t_ours, our_cuts = timed(lambda: densevid_split(video))
         _, _, f1_cli = cut_f1(cli_cuts, truth["cuts"], tol)
@@ -110,9 +119,11 @@ def main() -> None:
             "video": f"{args.minutes:g} min 1280x720 @ {truth['fps']:g} fps, {n} frames, {len(truth['cuts'])} cuts "
                      f"({len(truth['fades'])} fades); generated in {t_make:.0f} s",
             "decode_only_s": round(t_decode, 1),
+            "pyav_decode_only_s": round(t_pyav, 1),
             "scenedetect_cli_s": round(t_cli, 1),
             "densevid_split_s": round(t_ours, 1),
             "densevid_vs_decode_only": round(t_ours / t_decode, 2),
+            "densevid_vs_pyav_decode_only": round(t_ours / t_pyav, 2),
             "densevid_vs_cli": round(t_ours / t_cli, 2),
             "cut_f1_densevid": round(f1, 3),
             "cut_precision_recall_densevid": [round(p, 3), round(r, 3)],
