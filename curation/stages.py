@@ -52,6 +52,8 @@ class IngestStage(Stage):
             if "error" in item:
                 raise VideoError(item["error"])
             p = probe(item["paths"][0])
+            if p.variable_fps:
+                stats.add("variable_fps")  # times use the average rate; noted on the row
             if len(item["paths"]) > 1:
                 stats.add("duplicate_paths", len(item["paths"]) - 1)
             rows.append(dict(
@@ -59,7 +61,8 @@ class IngestStage(Stage):
                 uris=[str(q.resolve()) for q in item["paths"]], domain=item["domain"],
                 source=item.get("source") or self.source, license=item.get("license"),
                 duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
-                codec=p.codec, rotation=p.rotation, bytes=p.bytes, code_version=CODE_VERSION,
+                codec=p.codec, rotation=p.rotation, variable_fps=p.variable_fps, bytes=p.bytes,
+                code_version=CODE_VERSION,
             ))
             stats.add("videos")
         return rows

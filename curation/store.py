@@ -37,6 +37,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("height", pa.int32()),
             ("codec", pa.string()),
             ("rotation", pa.int32()),
+            ("variable_fps", pa.bool_()),
             ("bytes", pa.int64()),
             ("code_version", pa.string()),
         ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ class Probe:
     codec: str
     rotation: int
     bytes: int
+    variable_fps: bool = False
 
 
 def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -52,7 +55,10 @@ def probe(path: str | Path) -> Probe:
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
-            rotation = _rotation(stream)
+            variable = _is_variable_rate(container, stream)
+        rotation = rotation_of(path)
+        if rotation in (90, 270):  # report what a viewer sees: the display size
+            width, height = height, width
     except VideoError:
         raise
     except Exception as e:  # PyAV raises many types for unreadable containers
@@ -62,18 +68,47 @@ def probe(path: str | Path) -> Probe:
         raise VideoError(f"{path}: no decodable frames")
     if fps <= 0:
         raise VideoError(f"{path}: stream has no frame rate")
-    return Probe(n_frames / fps, fps, n_frames, width, height, codec, rotation, size)
+    return Probe(n_frames / fps, fps, n_frames, width, height, codec, rotation, size, variable)
 
 
-def _rotation(stream) -> int:
+def _is_variable_rate(container, stream, max_packets: int = 600) -> bool:
+    """Demux (no decoding) the first packets and compare their durations."""
+    pts = []
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            pts.append(packet.pts)
+        if len(pts) >= max_packets:
+            break
+    container.seek(0)
+    deltas = np.diff(np.sort(np.asarray(pts, dtype=np.float64)))
+    deltas = deltas[deltas > 0]
+    if len(deltas) < 3:
+        return False
+    return float(deltas.max() - deltas.min()) > 0.1 * float(np.median(deltas))
+
+
+@lru_cache(maxsize=4096)
+def _rotation_cached(path: str, size: int, mtime: float) -> int:
+    import av
+
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    return 0
+
+
+def rotation_of(path: str | Path) -> int:
+    """Counter-clockwise degrees a viewer turns the coded frames (display matrix), 0/90/180/270."""
+    st = os.stat(path)
     try:
-        matrix = stream.side_data.get("DISPLAYMATRIX") if hasattr(stream, "side_data") else None
-        return int(round(matrix)) % 360 if matrix is not None else 0
+        return _rotation_cached(str(path), st.st_size, st.st_mtime)
     except Exception:
         return 0
 
 
 def _count_frames(path: Path) -> int:
+    if rotation_of(path):
+        return len(_pyav_frames(path, None))
     try:
         vr = _decord_reader(path)
         n = len(vr)
@@ -95,14 +130,18 @@ def read_frames(path: str | Path, indices: list[int] | np.ndarray) -> np.ndarray
     idx = [int(i) for i in indices]
     if not idx:
         raise VideoError(f"{path}: no frame indices to decode")
-    try:
-        return _decord_reader(path).get_batch(idx).asnumpy()
-    except Exception:
-        frames = _pyav_frames(path, set(idx))
-        missing = [i for i in idx if i not in frames]
-        if missing:
-            raise VideoError(f"{path}: frames {missing[:5]} could not be decoded ({len(frames)} decoded)")
-        return np.stack([frames[i] for i in idx])
+    rotation = rotation_of(path)
+    if rotation == 0:  # decord does not apply display rotation: rotated files go through PyAV
+        try:
+            return _decord_reader(path).get_batch(idx).asnumpy()
+        except Exception:
+            pass
+    frames = _pyav_frames(path, set(idx))
+    missing = [i for i in idx if i not in frames]
+    if missing:
+        raise VideoError(f"{path}: frames {missing[:5]} could not be decoded ({len(frames)} decoded)")
+    out = np.stack([frames[i] for i in idx])
+    return np.ascontiguousarray(np.rot90(out, k=rotation // 90, axes=(1, 2))) if rotation else out
 
 
 def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
