@@ -206,7 +206,13 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
             i = j + 1
         else:
             i += 1
-    return Detection(cuts, scores, prob, np.asarray(luma), len(frames))
+    # a fade gives two short transitions (out, then in) around the black: one cut in their middle
+    merged, merged_scores = [], {}
+    for cluster in merge_close_cuts(cuts, max(cfg.min_scene_len_frames, 16)):
+        cut = (cluster[0] + cluster[-1] + 1) // 2
+        merged.append(cut)
+        merged_scores[cut] = max(scores[c] for c in cluster)
+    return Detection(merged, merged_scores, prob, np.asarray(luma), len(frames))
 
 
 _TRANSNET = {}

