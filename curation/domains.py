@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 UNLABELED = "unlabeled"
+# Generated evaluation haystacks: kept in `videos` (samples point at them) but never split or captioned.
+EVAL_ONLY_DOMAINS = frozenset({"needle"})
 MANIFEST_COLUMNS = ("uri", "domain", "source", "license")
 
 

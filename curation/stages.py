@@ -10,7 +10,7 @@ import numpy as np
 from curation import CODE_VERSION
 from curation.jobs import Stage, Stats, key_set
 from curation.scenes import DetectorConfig, SegmentPolicy, detect_cuts, segments_from_cuts
-from curation.domains import DomainResolver, load_manifest, parse_rule
+from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
 from curation.video import VideoError, content_id, list_videos, probe
 
@@ -77,7 +77,7 @@ class SplitStage(Stage):
     parallel = True
 
     def items(self, ds: Dataset) -> list[dict]:
-        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos")]
+        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos") if v["domain"] not in EVAL_ONLY_DOMAINS]
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "segments", "video_id")

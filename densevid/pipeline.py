@@ -16,6 +16,7 @@ from model.structured import Decoding
 from synth.captions import CaptionStage
 from synth.dense import DenseStage
 from synth.grounding import GroundStage, GroundTruthStage
+from synth.needle import NeedleStage
 from synth.tasks import TasksStage
 
 STAGES = ("ingest", "split", "caption", "dense", "ground", "tasks")
@@ -34,6 +35,8 @@ class PipelineConfig:
     max_new_tokens: int = 384
     workers: int = 1
     shard: str | None = None
+    needle_durations_s: tuple[float, ...] = (20.0, 40.0)
+    needle_depths: tuple[float, ...] = (0.1, 0.5, 0.9)
     manifest: Path | None = None
     domain_rules: tuple[str, ...] = ()
 
@@ -73,7 +76,12 @@ def build_stage(name: str, cfg: PipelineConfig):
         return [GroundTruthStage(),
                 GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
     if name == "tasks":
-        return [TasksStage(model_id=cfg.model, frames=FramePolicy(max_frames=cfg.sample_frames))]
+        frames = FramePolicy(max_frames=cfg.sample_frames)
+        stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames))]
+        if cfg.needle_durations_s and cfg.needle_depths:
+            stages.append(NeedleStage(model_id=cfg.model, durations_s=cfg.needle_durations_s,
+                                      depths=cfg.needle_depths, frames=frames))
+        return stages
     raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curation import CODE_VERSION
+from curation.domains import EVAL_ONLY_DOMAINS
 from curation.jobs import Stage, Stats
 from curation.store import Dataset, stable_id
 from model.structured import text_field
@@ -93,7 +94,8 @@ class GroundTruthStage(Stage):
     output = "grounding"
 
     def items(self, ds: Dataset) -> list[dict]:
-        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos") if read_truth(v["uri"]) is not None]
+        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos")
+                if v["domain"] not in EVAL_ONLY_DOMAINS and read_truth(v["uri"]) is not None]
 
     def done_ids(self, ds: Dataset) -> set[str]:
         rows = ds.sql("SELECT DISTINCT video_id FROM grounding WHERE source = 'ground_truth'")

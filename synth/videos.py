@@ -94,7 +94,8 @@ def plan_video(rng: np.random.Generator, duration_s: float, fps: float, n_scenes
 
 
 def render_video(path: Path, domain: str, duration_s: float, seed: int, fps: float = 24.0,
-                 size: tuple[int, int] = (320, 240), n_scenes: int = 4, n_fades: int = 1) -> VideoTruth:
+                 size: tuple[int, int] = (320, 240), n_scenes: int = 4, n_fades: int = 1,
+                 needle: tuple[int, int, str] | None = None) -> VideoTruth:
     """Write one video and return its ground truth."""
     import av
 
@@ -120,11 +121,22 @@ def render_video(path: Path, domain: str, duration_s: float, seed: int, fps: flo
             if box is not None:
                 _draw(img, plans[k]["kind"], plans[k]["color"], *box)
             img = _apply_fade(img, f, k, starts, ends, fades, fade_len)
+            if needle and needle[0] <= f < needle[0] + needle[1]:
+                img = _needle_frame(h, w, needle[2])
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
     return VideoTruth(fps, n_frames, w, h, starts, fades, [t for t in tracks if t is not None], domain)
+
+
+def _needle_frame(h: int, w: int, colour: str) -> np.ndarray:
+    """The needle: a full-frame colour with a white disc, unlike any haystack frame."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = PALETTE[colour]
+    r = min(h, w) // 3
+    _draw(img, "circle", (255, 255, 255), w // 2 - r, h // 2 - r, w // 2 + r, h // 2 + r)
+    return img
 
 
 def _apply_fade(img, f, k, starts, ends, fades, fade_len):
@@ -169,10 +181,11 @@ def _grid(v: int, extent: int) -> int:
     return int(round(v / extent * 1000))
 
 
-def write_truth(path: Path, truth: VideoTruth) -> Path:
+def write_truth(path: Path, truth: VideoTruth, **extra) -> Path:
     out = path.with_suffix(".json")
     data = asdict(truth)
     data["cuts"] = truth.cuts
+    data.update(extra)
     out.write_text(json.dumps(data, indent=1))
     return out
 

@@ -10,7 +10,8 @@ def test_sql_prints_json_and_csv(built_dataset, capsys):
     q = "SELECT domain, count(*) AS n FROM videos GROUP BY domain ORDER BY domain"
     assert main(["sql", "--data", str(cfg.data), q, "--format", "json"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [{"domain": "cinematic", "n": 1}, {"domain": "egocentric", "n": 1}, {"domain": "instructional", "n": 1}]
+    assert rows == [{"domain": "cinematic", "n": 1}, {"domain": "egocentric", "n": 1}, {"domain": "instructional", "n": 1},
+                    {"domain": "needle", "n": 2}]
     assert main(["sql", "--data", str(cfg.data), q, "--format", "csv"]) == EXIT_OK
     assert capsys.readouterr().out.splitlines()[:2] == ['"domain","n"', '"cinematic",1']
 

@@ -8,6 +8,7 @@ from curation.store import TABLES, Dataset
 from model.inputs import build_inputs, video_metadata
 from model.loader import load_processor
 from curation.video import read_frames
+from synth.tasks import TASKS
 
 TIME = re.compile(r"<(\d+\.\d) - (\d+\.\d) seconds>")
 MARK = re.compile(r"<(\d+\.\d) seconds>")
@@ -17,7 +18,7 @@ def test_every_stage_wrote_rows_and_nothing_failed(built_dataset):
     cfg, stats = built_dataset
     ds = Dataset(cfg.data)
     counts = ds.counts()
-    assert counts["videos"] == 3
+    assert counts["videos"] == 3 + 2  # plus the two needle haystacks
     assert counts["segments"] >= 3 + 2  # at least the planned cuts
     assert counts["captions"] == counts["segments"]
     assert counts["dense_captions"] == 3
@@ -61,6 +62,8 @@ def test_segment_cuts_follow_the_known_cuts(built_dataset, corpus):
     cfg, _ = built_dataset
     ds = Dataset(cfg.data)
     for v in ds.rows("videos"):
+        if v["domain"] == "needle":  # haystacks are made for evaluation, after splitting
+            continue
         truth = json.loads(open(v["uri"][:-4] + ".json").read())
         starts = ds.sql("SELECT start_frame FROM segments WHERE video_id = ? AND idx > 0 ORDER BY idx",
                         [v["video_id"]]).column("start_frame").to_pylist()
@@ -76,7 +79,7 @@ def test_target_times_share_the_clock_of_the_timestamp_markers(built_dataset, ti
     ds = Dataset(cfg.data)
     processor = load_processor(tiny_model)
     samples = ds.sql("SELECT s.*, v.n_frames FROM samples s JOIN videos v USING (video_id)").to_pylist()
-    assert {s["task"] for s in samples} == {"dense_caption", "temporal_grounding"}
+    assert {s["task"] for s in samples} == set(TASKS)
     for s in samples:
         msgs = json.loads(s["messages"])
         frames = read_frames(s["uri"], s["frame_indices"])
@@ -90,14 +93,29 @@ def test_target_times_share_the_clock_of_the_timestamp_markers(built_dataset, ti
         assert spans
         for a, b in spans:
             assert s["clip_start_s"] - 0.05 <= a < b <= s["clip_end_s"] + 0.05
-        if s["task"] == "temporal_grounding":
+            # the span is seen: some marker falls inside it
+            assert any(a - 0.05 <= m <= b + 0.05 for m in markers), (s["task"], a, b, markers)
+        for t in (float(x) for x in MARK.findall(answer)):
+            assert s["clip_start_s"] - 0.05 <= t <= s["clip_end_s"] + 0.05
+        if s["task"] in ("temporal_grounding", "spatio_temporal_grounding"):
             truth = ds.sql("SELECT start_s, end_s FROM grounding WHERE video_id = ? AND source = 'ground_truth'",
                            [s["video_id"]]).to_pylist()
             assert any(abs(a - t["start_s"]) <= 0.0501 and abs(b - t["end_s"]) <= 0.0501 for t in truth for a, b in spans)
+        elif s["task"] == "needle":
+            start, length, colour = _needle_of(s["uri"])
+            assert answer.endswith(" " + colour)
+            assert abs(spans[0][0] - start / s["fps"]) <= 0.0501 and abs(spans[0][1] - (start + length) / s["fps"]) <= 0.0501
+            inside = [i for i in s["frame_indices"] if start <= i < start + length]
+            assert len(inside) >= 2, "the sampler must see the needle"
         else:
             segs = ds.sql("SELECT start_s, end_s FROM segments WHERE video_id = ?", [s["video_id"]]).to_pylist()
             bounds = {round(x["start_s"], 1) for x in segs} | {round(x["end_s"], 1) for x in segs}
             assert all(a in bounds and b in bounds for a, b in spans)
+
+
+def _needle_of(uri):
+    needle = json.loads(open(uri[:-4] + ".json").read())["needle"]
+    return needle["start_frame"], needle["n_frames"], needle["colour"]
 
 
 def test_tables_open_in_duckdb_and_datasets(built_dataset):
