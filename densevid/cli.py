@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     mix.add_argument("--split", default="train")
     mix.add_argument("--balance", choices=("domain", "none"), default="domain")
     train_cli.add_parsers(sub)
+    ev = sub.add_parser("eval-grounding", help="score model grounding against ground truth")
+    _add_data(ev)
+    ev.add_argument("--model", default=None, help="only this model's records (default: every model)")
     compact = sub.add_parser("compact", help="rewrite each table as one Parquet file (bounded file count)")
     _add_data(compact)
     compact.add_argument("--table", action="append", default=None, help="only these tables (repeatable)")
@@ -128,6 +131,18 @@ def cmd_mix(args) -> int:
     return EXIT_OK
 
 
+def cmd_eval_grounding(args) -> int:
+    import pyarrow as pa
+
+    from curation.store import Dataset
+    from densevid.summary import print_arrow
+    from synth.eval_grounding import evaluate_dataset
+
+    scores = evaluate_dataset(Dataset(args.data), args.model)
+    print_arrow(pa.Table.from_pylist([{"model": m, **s.as_dict()} for m, s in scores.items()]))
+    return EXIT_OK
+
+
 def cmd_compact(args) -> int:
     from curation.store import TABLES, Dataset
 
@@ -161,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         handled = train_cli.dispatch(args)
         if handled is not None:
             return handled
+        if args.cmd == "eval-grounding":
+            return cmd_eval_grounding(args)
         if args.cmd == "compact":
             return cmd_compact(args)
         if args.cmd == "build-tiny":

@@ -1,0 +1,43 @@
+import pytest
+
+from synth.eval_grounding import box_iou, evaluate_dataset, score_grounding, temporal_iou
+
+
+def _rec(video, s, e, boxes=()):
+    return dict(video_id=video, start_s=s, end_s=e, boxes=[dict(t_s=t, x1=a, y1=b, x2=c, y2=d) for t, a, b, c, d in boxes])
+
+
+def test_ious_by_hand():
+    assert temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert temporal_iou((0, 1), (2, 3)) == 0
+    a = dict(x1=0, y1=0, x2=100, y2=100)
+    b = dict(x1=50, y1=50, x2=150, y2=150)
+    assert box_iou(a, b) == pytest.approx(2500 / 17500)
+
+
+def test_scores_against_hand_computed_values():
+    truth = [_rec("v", 0, 10, [(1.0, 0, 0, 100, 100)]), _rec("v", 20, 30, [(25.0, 0, 0, 100, 100)]), _rec("w", 0, 4)]
+    model = [_rec("v", 5, 15, [(1.2, 50, 50, 150, 150)]),  # tIoU 1/3 with the first truth
+             _rec("v", 21, 29, [(24.0, 0, 0, 100, 100)])]  # tIoU 0.8 with the second, exact box
+    score = score_grounding(truth, model)
+    assert score.mean_tiou == pytest.approx((1 / 3 + 0.8 + 0) / 3)
+    assert score.mean_box_iou == pytest.approx((2500 / 17500 + 1.0 + 0) / 3)
+    assert score.recall == {0.3: pytest.approx(2 / 3), 0.5: pytest.approx(1 / 3), 0.7: pytest.approx(1 / 3)}
+
+
+def test_perfect_model_scores_one_and_empty_model_zero():
+    truth = [_rec("v", 1, 2, [(1.5, 10, 10, 20, 20)])]
+    assert score_grounding(truth, truth).as_dict()["recall@0.7"] == 1.0
+    assert score_grounding(truth, []).mean_tiou == 0.0
+
+
+def test_evaluates_the_built_dataset(built_dataset):
+    from curation.store import Dataset
+
+    cfg, _ = built_dataset
+    ds = Dataset(cfg.data)
+    scores = evaluate_dataset(ds)
+    assert set(scores) == {str(cfg.model)}
+    s = scores[str(cfg.model)]
+    n_truth = ds.sql("SELECT count(*) AS n FROM grounding WHERE source = 'ground_truth'").column("n")[0].as_py()
+    assert s.n_truth == n_truth == 8 and 0.0 <= s.mean_tiou <= 1.0
