@@ -1,35 +1,103 @@
-"""The fine-tuning subcommands of `densevid` (train and friends)."""
+"""The fine-tuning subcommands of `densevid`: train, merge-lora, eval."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from densevid.exits import EXIT_OK
 
+# old flags, kept as spellings of overrides
+_FLAG_KEYS = {"mixture": "mixture", "model": "model", "output_dir": "output_dir", "max_steps": "max_steps",
+              "lr": "llm.lr", "seed": "seed"}
+
 
 def add_parsers(sub) -> None:
-    train = sub.add_parser("train", help="LoRA fine-tune on a mixture folder")
-    train.add_argument("--mixture", type=Path, required=True)
-    train.add_argument("--model", default=None)
-    train.add_argument("--output-dir", type=Path, default=Path("runs/lora"))
-    train.add_argument("--max-steps", type=int, default=20)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
+    train = sub.add_parser(
+        "train", help="fine-tune on a mixture: densevid train RECIPE [key=value ...]",
+        description="RECIPE is a preset (lora, full, s0-align, s1-multimodal, s2-long, s3-ultralong) or a YAML "
+                    "file; key=value pairs override its fields, e.g. mixture=DIR output_dir=runs/x max_steps=8 "
+                    "llm.lr=2e-4 resume=auto.")
+    train.add_argument("items", nargs="*", metavar="RECIPE|key=value")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for flag in _FLAG_KEYS:
+        train.add_argument("--" + flag.replace("_", "-"), dest="flag_" + flag, default=None,
+                           help=f"same as {_FLAG_KEYS[flag]}=...")
+
+    merge = sub.add_parser("merge-lora", help="fold a LoRA adapter into its base model (full checkpoint)")
+    merge.add_argument("adapter", type=Path, help="LoRA output folder (or a checkpoint's model/ folder)")
+    merge.add_argument("out", type=Path)
+
+    ev = sub.add_parser("eval", help="temporal grounding mIoU / R@IoU and a needle-in-a-haystack heatmap")
+    ev.add_argument("--model", required=True, help="hub id, local checkpoint, adapter folder or merged folder")
+    ev.add_argument("--mixture", type=Path, default=None, help="mixture folder with held-out samples")
+    ev.add_argument("--data", type=Path, default=None, help="dataset folder: samples of --split are used")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--out", type=Path, default=None, help="folder for eval.json and needle_heatmap.png")
+    ev.add_argument("--max-samples", type=int, default=200)
+    ev.add_argument("--needle", action="store_true", help="also generate and score a needle-in-a-haystack grid")
+    ev.add_argument("--needle-durations", default="8,16,32", help="haystack lengths in seconds")
+    ev.add_argument("--needle-depths", default="0.1,0.5,0.9", help="needle positions as fractions of the video")
+    ev.add_argument("--needle-trials", type=int, default=2, help="videos per grid cell")
 
 
 def dispatch(args) -> int | None:
     """Run the subcommand if it is one of ours; None otherwise."""
     if args.cmd == "train":
         return cmd_train(args)
+    if args.cmd == "merge-lora":
+        return cmd_merge(args)
+    if args.cmd == "eval":
+        return cmd_eval(args)
     return None
 
 
-def cmd_train(args) -> int:
-    from finetune.lora import LoraConfig, train_lora
-    from model.loader import DEFAULT_MODEL
+def train_config_from_args(args):
+    from finetune.config import load_config, parse_overrides
 
-    cfg = LoraConfig(model=args.model or DEFAULT_MODEL, mixture=str(args.mixture), output_dir=str(args.output_dir),
-                     max_steps=args.max_steps, lr=args.lr, seed=args.seed)
-    result = train_lora(cfg)
-    print(f"adapter: {result['output_dir']}")
+    items = list(args.items)
+    recipe = items.pop(0) if items and "=" not in items[0] else "lora"
+    flags = [f"{key}={getattr(args, 'flag_' + flag)}" for flag, key in _FLAG_KEYS.items()
+             if getattr(args, "flag_" + flag) is not None]
+    return load_config(recipe, parse_overrides(flags + items))
+
+
+def cmd_train(args) -> int:
+    from finetune.config import dump_yaml
+    from finetune.train import train
+
+    cfg = train_config_from_args(args)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return EXIT_OK
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun, not one per process
+        print(f"{'adapter' if cfg.method == 'lora' else 'checkpoint'}: {result['output_dir']}")
     return EXIT_OK
+
+
+def cmd_merge(args) -> int:
+    from finetune.checkpoint import merge_lora
+
+    print(f"merged: {merge_lora(args.adapter, args.out)}")
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from finetune.evaluate import EvalConfig, run_eval
+
+    cfg = EvalConfig(model=args.model, mixture=str(args.mixture or ""), data=str(args.data or ""), split=args.split,
+                     out=str(args.out or ""), max_samples=args.max_samples, needle=args.needle,
+                     needle_durations=_floats(args.needle_durations), needle_depths=_floats(args.needle_depths),
+                     needle_trials=args.needle_trials)
+    report = run_eval(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k != "items"}, indent=1))
+    return EXIT_OK
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r} (e.g. 8,16,32)") from None

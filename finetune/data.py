@@ -1,15 +1,24 @@
-"""Mixture samples -> model inputs: decode the sample's frames, run the processor, mask all but the answer."""
+"""Mixture samples -> model inputs: decode the sample's frames, run the processor, mask all but the answer.
+
+Batches are planned by token budget over length buckets (low padding), decoded in DataLoader workers, and
+can be packed into one row. The plan is a pure function of (seed, epoch), so a data position is two ints.
+"""
 
 from __future__ import annotations
 
 import json
+from itertools import islice
 
+import numpy as np
 import torch
 
+from curation.frames import FramePolicy, sample_indices
 from curation.video import read_frames
 from model.inputs import build_inputs, video_metadata
 
 IGNORE = -100
+TOKENS_PER_TIMESTAMP = 9  # `<12.5 seconds><|vision_start|>...<|vision_end|>` around each frame pair
+TEMPLATE_TOKENS = 16  # role markers and newlines of one user + one assistant turn
 
 
 def assistant_spans(input_ids: list[int], start_seq: list[int], end_id: int) -> list[tuple[int, int]]:
@@ -38,6 +47,189 @@ def mask_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer
             labels[row, a:b] = input_ids[row, a:b]
     labels[attention_mask == 0] = IGNORE
     return labels
+
+
+# --- one sample ----------------------------------------------------------------------------------------
+
+
+def frame_indices(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> list[int]:
+    """The sample's stored frames, or the clip resampled with the captioner's sampler under a new frame cap."""
+    if not max_frames:
+        return [int(i) for i in row["frame_indices"]]
+    fps = row["fps"]
+    start, end = int(round(row["clip_start_s"] * fps)), int(round(row["clip_end_s"] * fps))
+    return sample_indices(start, max(end, start + 1), fps, FramePolicy(target_fps=target_fps, max_frames=max_frames))
+
+
+def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> int:
+    """Token count without decoding: text + visual tokens + one timestamp per frame pair + template.
+
+    Only orders samples into buckets; the exact length is checked after the processor runs.
+    """
+    stored = max(1, len(row["frame_indices"]))
+    n = len(frame_indices(row, max_frames, target_fps)) if max_frames else stored
+    visual = int(row["n_visual_tokens"] * n / stored)
+    return int(row["n_text_tokens"]) + visual + TOKENS_PER_TIMESTAMP * ((n + 1) // 2) + TEMPLATE_TOKENS
+
+
+def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float = 2.0) -> dict:
+    """Decode frames and build one sample's inputs through the processor (no padding), labels masked."""
+    idx = frame_indices(row, max_frames, target_fps)
+    frames = read_frames(row["uri"], idx)
+    n_frames = max(int(round(row["clip_end_s"] * row["fps"])), max(idx) + 1)
+    meta = video_metadata(idx, row["fps"], n_frames, frames.shape[2], frames.shape[1])
+    inputs = build_inputs(processor, [json.loads(row["messages"])], [frames], [meta],
+                          add_generation_prompt=False, padding_side="right")
+    labels = mask_labels(inputs["input_ids"], inputs["attention_mask"], processor.tokenizer)
+    return dict(input_ids=inputs["input_ids"][0], labels=labels[0], mm_token_type_ids=inputs["mm_token_type_ids"][0],
+                pixel_values_videos=inputs["pixel_values_videos"], video_grid_thw=inputs["video_grid_thw"],
+                sample_id=row["sample_id"])
+
+
+class ManifestDataset(torch.utils.data.Dataset):
+    """Manifest rows -> encoded samples, in DataLoader workers. Too long or undecodable: a counted drop."""
+
+    def __init__(self, rows: list[dict], processor, max_length: int, max_frames: int = 0, target_fps: float = 2.0):
+        self.rows, self.processor = rows, processor
+        self.max_length, self.max_frames, self.target_fps = max_length, max_frames, target_fps
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def lengths(self) -> list[int]:
+        return [estimate_length(r, self.max_frames, self.target_fps) for r in self.rows]
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        try:
+            sample = encode_sample(self.processor, row, self.max_frames, self.target_fps)
+        except Exception as e:  # a bad video must not stop training
+            return dict(dropped="decode_failed", sample_id=row["sample_id"], why=f"{type(e).__name__}: {e}")
+        n = int(sample["input_ids"].shape[0])
+        if n > self.max_length:
+            return dict(dropped="too_long", sample_id=row["sample_id"], why=f"{n} tokens > max_length {self.max_length}")
+        return sample
+
+
+# --- batching ------------------------------------------------------------------------------------------
+
+
+def plan_batches(lengths: list[int], tokens_per_batch: int, max_batch_size: int, seed: int, epoch: int,
+                 packing: bool = False, window: int = 64) -> list[list[int]]:
+    """Token-budget batches for one epoch, from (seed, epoch) alone.
+
+    Shuffle, then sort each window of ``window`` batches' worth of samples by length and cut greedily: a
+    batch costs ``len * max_len`` tokens padded, or ``sum(len)`` packed. Batch order is shuffled again.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths)).tolist()
+    span = max(1, window * max_batch_size)
+    batches: list[list[int]] = []
+    for w in range(0, len(order), span):
+        chunk = sorted(order[w : w + span], key=lambda i: (-lengths[i], i))
+        cur: list[int] = []
+        for i in chunk:
+            trial = cur + [i]
+            cost = sum(lengths[j] for j in trial) if packing else len(trial) * max(lengths[j] for j in trial)
+            if cur and (cost > tokens_per_batch or len(trial) > max_batch_size):
+                batches.append(cur)
+                trial = [i]
+            cur = trial
+        if cur:
+            batches.append(cur)
+    return [batches[k] for k in rng.permutation(len(batches)).tolist()]
+
+
+def global_stream(plan, epoch: int = 0, offset: int = 0):
+    """(epoch, index, batch) over epochs forever, starting at a saved data position."""
+    while True:
+        batches = plan(epoch)
+        if not batches:
+            raise ValueError("the mixture gives no batches; it has no samples")
+        for i in range(offset, len(batches)):
+            yield epoch, i, batches[i]
+        epoch, offset = epoch + 1, 0
+
+
+class RankBatches:
+    """This process's micro-batches: global micro-batch k goes to rank k % world (a batch_sampler)."""
+
+    def __init__(self, plan, position: tuple[int, int], rank: int, world: int):
+        self.plan, self.position, self.rank, self.world = plan, position, rank, world
+
+    def __iter__(self):
+        for k, (_, _, batch) in enumerate(global_stream(self.plan, *self.position)):
+            if k % self.world == self.rank:
+                yield batch
+
+
+class Position:
+    """Walks the global stream in step-sized strides to know the data position after each step."""
+
+    def __init__(self, plan, position: tuple[int, int], per_step: int):
+        self._it = global_stream(plan, *position)
+        self.per_step = per_step
+
+    def advance(self) -> tuple[int, int]:
+        epoch, i, _ = list(islice(self._it, self.per_step))[-1]
+        return epoch, i + 1
+
+
+class Collate:
+    """Encoded samples -> one padded (or packed) batch plus counts: samples, dropped, tokens, padding."""
+
+    def __init__(self, pad_id: int, packing: bool = False):
+        self.pad_id, self.packing = pad_id, packing
+
+    def __call__(self, items: list[dict]) -> dict:
+        kept = [s for s in items if "dropped" not in s]
+        dropped = [dict(sample_id=s["sample_id"], reason=s["dropped"], why=s["why"]) for s in items if "dropped" in s]
+        lens = [int(s["input_ids"].shape[0]) for s in kept]
+        stats = dict(samples=len(kept), dropped=dropped, tokens=sum(lens), label_tokens=0, padded_tokens=0)
+        if not kept:
+            return dict(inputs=None, stats=stats)
+        rows = [kept] if self.packing else [[s] for s in kept]
+        width = max(sum(int(s["input_ids"].shape[0]) for s in r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mm = torch.zeros((len(rows), width), dtype=kept[0]["mm_token_type_ids"].dtype)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, samples in enumerate(rows):
+            cat = {k: torch.cat([s[k] for s in samples]) for k in ("input_ids", "labels", "mm_token_type_ids")}
+            n = cat["input_ids"].shape[0]
+            ids[r, :n], labels[r, :n], mm[r, :n], mask[r, :n] = cat["input_ids"], cat["labels"], cat[
+                "mm_token_type_ids"], 1
+        inputs = dict(input_ids=ids, labels=labels, mm_token_type_ids=mm,
+                      pixel_values_videos=torch.cat([s["pixel_values_videos"] for s in kept]),
+                      video_grid_thw=torch.cat([s["video_grid_thw"] for s in kept]))
+        if self.packing:  # no padding inside a packed row; positions restart per sample (see packed_positions)
+            inputs["pack_lengths"] = torch.tensor(lens)
+            inputs["pack_videos"] = torch.tensor([s["video_grid_thw"].shape[0] for s in kept])
+        else:
+            inputs["attention_mask"] = mask
+        stats.update(label_tokens=int((labels[:, 1:] != IGNORE).sum()), padded_tokens=ids.numel())
+        return dict(inputs=inputs, stats=stats)
+
+
+def padding_fraction(stats: list[dict]) -> float:
+    padded = sum(s["padded_tokens"] for s in stats)
+    return 1.0 - sum(s["tokens"] for s in stats) / padded if padded else 0.0
+
+
+def packed_positions(core_model, inputs: dict) -> dict:
+    """Model inputs for a packed row: per-sample MRoPE positions (from the model's own ``get_rope_index``)
+    with text positions that restart at each sample, so the causal mask keeps samples apart."""
+    lens, n_videos = inputs.pop("pack_lengths").tolist(), inputs.pop("pack_videos").tolist()
+    ids, mm, grids = inputs["input_ids"][0], inputs["mm_token_type_ids"][0], inputs["video_grid_thw"]
+    parts, a, g = [], 0, 0
+    for n, v in zip(lens, n_videos):
+        rope, _ = core_model.get_rope_index(ids[None, a : a + n], mm[None, a : a + n],
+                                            video_grid_thw=grids[g : g + v] if v else None)
+        text = torch.arange(n, device=rope.device).view(1, 1, n)
+        parts.append(torch.cat([text, rope], dim=0))
+        a, g = a + n, g + v
+    inputs["position_ids"] = torch.cat(parts, dim=2)
+    return inputs
 
 
 class SampleCollator:

@@ -1,0 +1,266 @@
+"""Typed training config: YAML recipes and `key=value` overrides fill the same dataclass fields.
+
+Every problem (unknown key, bad type, bad value) is collected and reported at once, each with its fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+PRESETS = ("lora", "full", "s0-align", "s1-multimodal", "s2-long", "s3-ultralong")
+
+
+@dataclass
+class ModuleOpts:
+    """One part of the model: does it train (fully, or by LoRA when method=lora), and at what learning rate."""
+
+    train: bool = True
+    lr: float = 1e-4
+
+
+@dataclass
+class LoraOpts:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+
+
+@dataclass
+class DataOpts:
+    max_length: int = 8192  # tokens; a longer sample is dropped and counted, never cut
+    tokens_per_batch: int = 16384  # padded tokens per micro-batch (length buckets keep padding low)
+    max_batch_size: int = 16
+    packing: bool = False  # several samples in one row, attention kept apart
+    num_workers: int = 0  # DataLoader workers decoding frames
+    max_frames: int = 0  # 0: the frames stored with each sample; else resample the clip with this cap
+    target_fps: float = 2.0  # used with max_frames
+
+
+@dataclass
+class OptimOpts:
+    grad_accum: int = 1
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 0.0
+    clip_grad: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class RopeOpts:
+    scaling: str = "none"  # none | yarn
+    factor: float = 1.0  # yarn: target length / original_max_position
+    original_max_position: int = 0  # 0: the model's max_position_embeddings
+
+
+@dataclass
+class TrainConfig:
+    model: str = "Qwen/Qwen3-VL-2B-Instruct"
+    mixture: str = ""
+    val_mixture: str = ""
+    output_dir: str = "runs/lora"
+    method: str = "lora"  # lora | full
+    vision: ModuleOpts = field(default_factory=lambda: ModuleOpts(train=False, lr=2e-6))
+    merger: ModuleOpts = field(default_factory=lambda: ModuleOpts(train=False, lr=1e-5))
+    llm: ModuleOpts = field(default_factory=lambda: ModuleOpts(train=True, lr=1e-4))
+    lora: LoraOpts = field(default_factory=LoraOpts)
+    data: DataOpts = field(default_factory=DataOpts)
+    optim: OptimOpts = field(default_factory=OptimOpts)
+    rope: RopeOpts = field(default_factory=RopeOpts)
+    max_steps: int = 100
+    save_every: int = 0  # 0: only the final save
+    log_every: int = 1
+    val_every: int = 0  # 0: no validation loss
+    val_samples: int = 64
+    seed: int = 0
+    resume: str = ""  # "": start fresh, "auto": latest checkpoint in output_dir, or a checkpoint folder
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    gradient_checkpointing: bool = False
+    checkpoint_reentrant: bool = False
+    tensorboard: bool = True
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this config, each with the fix."""
+        out = []
+        if not self.mixture:
+            out.append("mixture is empty; pass mixture=<data>/mixtures/<name> (the folder `densevid mix` wrote)")
+        elif not (Path(self.mixture) / "manifest.parquet").exists():
+            out.append(f"mixture {self.mixture}: no manifest.parquet there; build it with `densevid mix --data DIR`")
+        if self.val_mixture and not (Path(self.val_mixture) / "manifest.parquet").exists():
+            out.append(f"val_mixture {self.val_mixture}: no manifest.parquet there; build it with "
+                       "`densevid mix --data DIR --split val --name val`")
+        if self.method not in ("lora", "full"):
+            out.append(f"method {self.method!r} is not one of lora, full")
+        trained = [n for n in ("vision", "merger", "llm") if getattr(self, n).train]
+        if not trained:
+            out.append("nothing trains; set at least one of vision.train, merger.train, llm.train to true")
+        if self.method == "lora" and not (self.vision.train or self.llm.train):
+            out.append("method=lora needs vision.train or llm.train (LoRA goes there); "
+                       "for merger-only training use method=full (as s0-align does)")
+        for n in trained:
+            if getattr(self, n).lr <= 0:
+                out.append(f"{n}.lr {getattr(self, n).lr} must be > 0 when {n}.train is true")
+        for name, value, low in (("max_steps", self.max_steps, 1), ("log_every", self.log_every, 1),
+                                 ("save_every", self.save_every, 0), ("val_every", self.val_every, 0),
+                                 ("lora.rank", self.lora.rank, 1), ("optim.grad_accum", self.optim.grad_accum, 1),
+                                 ("data.max_length", self.data.max_length, 16),
+                                 ("data.max_batch_size", self.data.max_batch_size, 1),
+                                 ("data.num_workers", self.data.num_workers, 0),
+                                 ("data.max_frames", self.data.max_frames, 0),
+                                 ("optim.warmup_steps", self.optim.warmup_steps, 0)):
+            if value < low:
+                out.append(f"{name} {value} must be >= {low}")
+        if self.data.max_frames % 2:
+            out.append(f"data.max_frames {self.data.max_frames} must be even (frames go in pairs)")
+        if self.data.tokens_per_batch < self.data.max_length:
+            out.append(f"data.tokens_per_batch {self.data.tokens_per_batch} < data.max_length "
+                       f"{self.data.max_length}: a long sample could never fit; raise tokens_per_batch")
+        if not 0 <= self.optim.min_lr_ratio <= 1:
+            out.append(f"optim.min_lr_ratio {self.optim.min_lr_ratio} must be in [0, 1]")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            out.append(f"precision {self.precision!r} is not one of auto, bf16, fp32")
+        if self.rope.scaling not in ("none", "yarn"):
+            out.append(f"rope.scaling {self.rope.scaling!r} is not one of none, yarn")
+        if self.rope.scaling == "yarn" and self.rope.factor <= 1:
+            out.append(f"rope.factor {self.rope.factor} must be > 1 with rope.scaling=yarn "
+                       "(target length / original length, e.g. 4.0)")
+        if self.rope.scaling == "yarn" and self.method == "lora":
+            out.append("rope.scaling=yarn changes the base model's config, which a LoRA adapter does not carry; "
+                       "use method=full (as s3-ultralong does) or rope.scaling=none")
+        if self.resume not in ("", "auto") and not Path(self.resume).is_dir():
+            out.append(f"resume {self.resume}: no such checkpoint folder; use resume=auto for the latest "
+                       "checkpoint in output_dir")
+        if self.tensorboard and not _has_tensorboard():
+            out.append("tensorboard=true needs the tensorboard package; pip install tensorboard or tensorboard=false")
+        return out
+
+    def lr_of(self, group: str) -> float:
+        return getattr(self, group).lr
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+# --- loading: recipe file + overrides -> TrainConfig ------------------------------------------------------
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A preset name (`lora`, `s1-multimodal`, ...) or a YAML path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ValueError(f"recipe {p} not found")
+        return p
+    for base in (RECIPES_DIR, Path.cwd() / "recipes"):
+        if (base / f"{name_or_path}.yaml").exists():
+            return base / f"{name_or_path}.yaml"
+    raise ValueError(f"recipe {name_or_path!r} is neither a YAML file nor a preset; presets: {', '.join(PRESETS)}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`a.b=1 c=x` -> {"a": {"b": 1}, "c": "x"}; values are read as YAML scalars."""
+    out: dict = {}
+    bad = [i for i in items if "=" not in i]
+    if bad:
+        raise ValueError("overrides must look like key=value (e.g. max_steps=8 llm.lr=2e-4); got: " + ", ".join(bad))
+    for item in items:
+        key, _, raw = item.partition("=")
+        value = yaml.safe_load(raw) if raw else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(recipe: str | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Recipe YAML (optional) then overrides; raises ValueError listing every problem."""
+    raw: dict = {}
+    if recipe:
+        raw = yaml.safe_load(recipe_path(recipe).read_text()) or {}
+    extra = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides or []))
+    cfg, problems = build(TrainConfig, merge(raw, extra))
+    problems += cfg.problems() if cfg is not None else []
+    if problems:
+        raise ValueError("bad training config:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def build(cls, raw: dict, prefix: str = ""):
+    """Dataclass from a dict, collecting unknown keys and bad types instead of stopping at the first."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        return cls(), [f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}"]
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            problems.append(f"unknown key {prefix}{key}" + (f"; did you mean {prefix}{close[0]}?" if close else
+                                                             f"; known: {', '.join(names)}"))
+            continue
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key], sub = build(typ, value, f"{prefix}{key}.")
+            problems += sub
+            continue
+        try:
+            kwargs[key] = coerce(value, typ)
+        except (TypeError, ValueError):
+            problems.append(f"{prefix}{key}: {value!r} is not a {getattr(typ, '__name__', typ)}")
+    return cls(**kwargs), problems
+
+
+def coerce(value, typ):
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return str(value).lower() in ("true", "1", "yes", "on")
+        raise ValueError(value)
+    if typ is int:
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError(value)
+        return int(float(value))
+    if typ is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    if typ is str:
+        if isinstance(value, bool):  # resume=true reads as "auto"
+            return "auto" if value else ""
+        if isinstance(value, (dict, list)):
+            raise ValueError(value)
+        return "" if value is None else str(value)
+    if typing.get_origin(typ) is tuple:
+        return tuple(float(v) for v in value)
+    return value
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    d = to_dict(cfg)
+    d["optim"]["betas"] = list(d["optim"]["betas"])
+    return yaml.safe_dump(d, sort_keys=False)
