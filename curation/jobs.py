@@ -66,6 +66,10 @@ class Stage:
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         raise NotImplementedError
 
+    def make_batches(self, pending: list[dict]) -> list[list[dict]]:
+        """Fixed-size batches; model stages pack by a token budget instead (after ``setup``)."""
+        return list(chunks(pending, self.batch_size))
+
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` -> (i, n), for cluster schedulers that start n copies of a job."""
@@ -98,12 +102,11 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     if max_items is not None:
         pending = pending[:max_items]
     bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
-    batches = list(chunks(pending, stage.batch_size))
-    if workers > 1 and stage.parallel and len(batches) > 1:
-        _run_parallel(stage, ds, batches, stats, bar, workers)
-    elif batches:
+    if workers > 1 and stage.parallel and len(pending) > stage.batch_size:
+        _run_parallel(stage, ds, list(chunks(pending, stage.batch_size)), stats, bar, workers)
+    elif pending:
         stage.setup(ds)
-        for batch in batches:
+        for batch in stage.make_batches(pending):
             _write(stage, ds, _process_batch(stage, batch, ds, stats), stats)
             bar.update(len(batch))
     bar.close()

@@ -84,6 +84,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("entries", pa.list_(_ENTRY)),
             ("rendered", pa.string()),
             ("renderer", pa.string()),
+            ("storyline", pa.string()),
             ("code_version", pa.string()),
         ]
     ),

@@ -34,6 +34,7 @@ class PipelineConfig:
     batch_size: int = 4
     max_new_tokens: int = 384
     workers: int = 1
+    storyline: bool = False
     shard: str | None = None
     needle_durations_s: tuple[float, ...] = (20.0, 40.0)
     needle_depths: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -71,7 +72,7 @@ def build_stage(name: str, cfg: PipelineConfig):
     if name == "caption":
         return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
     if name == "dense":
-        return [DenseStage(model_id=cfg.model)]
+        return [DenseStage(model_id=cfg.model, storyline=cfg.storyline)]
     if name == "ground":
         return [GroundTruthStage(),
                 GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]

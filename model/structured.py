@@ -13,9 +13,12 @@ from functools import lru_cache
 import torch
 
 TEXT = "^[A-Za-z0-9 ,.;:'()-]{1,%d}$"
+MAX_TEXT = 120  # xgrammar fails to compile much longer bounded repetitions
 
 
 def text_field(max_len: int) -> dict:
+    if max_len > MAX_TEXT:
+        raise ValueError(f"text fields are limited to {MAX_TEXT} characters, got {max_len}")
     return {"type": "string", "pattern": TEXT % max_len}
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats
+from curation.jobs import Stage, Stats, log
 from curation.store import Dataset
+from model.structured import text_field
 
 
 def render_seconds(start_s: float, end_s: float) -> str:
@@ -52,13 +53,51 @@ def render_dense(entries: list[dict], renderer: str = "seconds", details: bool =
     return "\n".join(lines)
 
 
+STORYLINE_PROMPT = (
+    "Here are the events of one video with their time spans:\n{events}\n"
+    "Rewrite them as one coherent story, one entry per event, in the same order. Keep every start_s and end_s "
+    "exactly as given; only the summaries change. Answer in JSON."
+)
+
+
+def storyline_schema(n_entries: int, duration_s: float) -> dict:
+    t = {"type": "number", "minimum": 0, "maximum": round(duration_s + 1, 1)}
+    entry = {"type": "object", "properties": {"start_s": t, "end_s": t, "summary": text_field(120)},
+             "required": ["start_s", "end_s", "summary"], "additionalProperties": False}
+    return {"type": "object", "properties": {"entries": {"type": "array", "items": entry, "minItems": n_entries,
+                                                         "maxItems": n_entries}},
+            "required": ["entries"], "additionalProperties": False}
+
+
+def check_storyline(entries: list[dict], rewritten: list[dict], tol_s: float = 0.05) -> list[dict]:
+    """The rewrite keeps every entry's span; returns the entries with new summaries or raises naming the move."""
+    if len(rewritten) != len(entries):
+        raise ValueError(f"storyline has {len(rewritten)} entries, the video has {len(entries)}")
+    out = []
+    for i, (e, r) in enumerate(zip(entries, rewritten)):
+        if abs(r["start_s"] - e["start_s"]) > tol_s or abs(r["end_s"] - e["end_s"]) > tol_s:
+            raise ValueError(f"entry {i}: time moved from [{e['start_s']:.2f}, {e['end_s']:.2f}] "
+                             f"to [{r['start_s']:.2f}, {r['end_s']:.2f}]")
+        out.append(dict(e, summary=r["summary"].strip()))
+    return out
+
+
 @dataclass
 class DenseStage(Stage):
     model_id: str = ""
     prompt_version: str = "caption_v1"
     renderer: str = "seconds"
+    storyline: bool = False  # a model pass that rewrites the entries as one story, spans checked
     name = "dense"
     output = "dense_captions"
+
+    def setup(self, ds: Dataset) -> None:
+        if self.storyline:
+            from model.loader import load_model
+            from model.structured import GrammarCache
+
+            self.lm = load_model(self.model_id)
+            self.grammars = GrammarCache(self.lm.processor.tokenizer, self.lm.model.config.get_text_config().vocab_size)
 
     def items(self, ds: Dataset) -> list[dict]:
         rows = ds.sql(
@@ -74,8 +113,32 @@ class DenseStage(Stage):
         rows = []
         for v in batch:
             entries = merge_entries(v["captions"])
+            story = self._storyline(entries, stats) if self.storyline else None
             rows.append(dict(video_id=v["video_id"], model=str(self.model_id), prompt_version=self.prompt_version,
                              entries=entries, rendered=render_dense(entries, self.renderer), renderer=self.renderer,
+                             storyline=render_dense(story, self.renderer, details=False) if story else None,
                              code_version=CODE_VERSION))
             stats.add("entries", len(entries))
         return rows
+
+    def _storyline(self, entries: list[dict], stats: Stats) -> list[dict] | None:
+        """One text-only generation; a rewrite that moves any time is rejected and counted."""
+        import json as _json
+
+        from model.structured import Decoding, generate_json
+
+        events = render_dense(entries, "seconds", details=False)
+        msgs = [{"role": "user", "content": [{"type": "text", "text": STORYLINE_PROMPT.format(events=events)}]}]
+        text = self.lm.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        inputs = self.lm.processor(text=[text], return_tensors="pt")
+        schema = storyline_schema(len(entries), entries[-1]["end_s"])
+        raw = generate_json(self.lm.model, self.lm.processor, inputs, schema, self.grammars,
+                            Decoding(max_new_tokens=80 * len(entries) + 32))[0]
+        try:
+            story = check_storyline(entries, _json.loads(raw)["entries"])
+        except (ValueError, KeyError) as e:
+            stats.add("storyline_rejected")
+            log.info("storyline rejected: %s", e)
+            return None
+        stats.add("storyline_kept")
+        return story

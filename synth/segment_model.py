@@ -16,6 +16,20 @@ from model.inputs import build_inputs, user_video_message, video_metadata
 from model.structured import Decoding, GrammarCache, generate_json
 
 
+def pack_by_budget(sized: list[tuple[int, dict]], max_items: int, budget: int) -> list[list[dict]]:
+    """Greedy packing in the given order; an item over the budget on its own still gets a batch."""
+    batches, current, used = [], [], 0
+    for cost, item in sized:
+        if current and (len(current) >= max_items or used + cost > budget):
+            batches.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
 class InvalidOutput(ValueError):
     """The model's output parsed but broke a rule (time outside the segment, bad box...)."""
 
@@ -32,6 +46,7 @@ class SegmentModelStage(Stage):
     decoding: Decoding = field(default_factory=Decoding)
     max_retries: int = 2
     batch_size: int = 4
+    max_batch_visual_tokens: int = 16384  # per generate call, so a batch of long segments fits in memory
     resources = {"cpus": 1, "gpus": 1}
 
     def setup(self, ds: Dataset) -> None:
@@ -59,6 +74,17 @@ class SegmentModelStage(Stage):
 
     def schema(self, seg: dict) -> dict:
         raise NotImplementedError
+
+    def visual_tokens(self, seg: dict) -> int:
+        from synth.tasks import visual_tokens
+
+        n = len(sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames))
+        return visual_tokens(self.lm.processor, n, seg["height"], seg["width"])
+
+    def make_batches(self, pending: list[dict]) -> list[list[dict]]:
+        """Similar sizes together (less padding), at most ``batch_size`` items and the visual-token budget."""
+        sized = sorted(((self.visual_tokens(seg), seg) for seg in pending), key=lambda x: -x[0])
+        return pack_by_budget(sized, self.batch_size, self.max_batch_visual_tokens)
 
     def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
         raise NotImplementedError

@@ -23,3 +23,39 @@ def test_hms_renderer_exact_layout():
 def test_overlapping_segments_are_rejected():
     with pytest.raises(ValueError, match="overlap"):
         merge_entries([_cap(0, 5, "a"), _cap(4, 8, "b")])
+
+
+def test_storyline_keeps_spans_or_is_rejected():
+    from synth.dense import check_storyline
+
+    entries = merge_entries([_cap(0.0, 5.0, "a"), _cap(5.0, 9.0, "b")])
+    kept = check_storyline(entries, [dict(start_s=0.0, end_s=5.02, summary="First a"),
+                                     dict(start_s=5.0, end_s=9.0, summary="then b")])
+    assert [e["summary"] for e in kept] == ["First a", "then b"] and kept[0]["end_s"] == 5.0
+    with pytest.raises(ValueError, match=r"entry 1: time moved from \[5.00, 9.00\] to \[6.00, 9.00\]"):
+        check_storyline(entries, [dict(start_s=0.0, end_s=5.0, summary="x"), dict(start_s=6.0, end_s=9.0, summary="y")])
+    with pytest.raises(ValueError, match="has 1 entries"):
+        check_storyline(entries, [dict(start_s=0.0, end_s=5.0, summary="x")])
+
+
+def test_storyline_pass_with_the_tiny_model_is_checked(built_dataset, tmp_path):
+    import shutil
+
+    from curation.jobs import run_stage
+    from curation.store import Dataset
+    from synth.dense import DenseStage
+
+    cfg, _ = built_dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(cfg.data, copy)
+    ds = Dataset(copy)
+    shutil.rmtree(copy / "dense_captions")
+    stats = run_stage(DenseStage(model_id=cfg.model, storyline=True), ds, progress=False)
+    rows = ds.rows("dense_captions")
+    assert len(rows) == 3
+    # a random model moves times: every rewrite is caught; a kept one would carry the same spans
+    assert stats.counts["storyline_rejected"] + stats.counts["storyline_kept"] == 3
+    for r in rows:
+        if r["storyline"]:
+            assert r["storyline"].count("seconds>") == len(r["entries"])
+        assert r["rendered"].count("seconds>") == len(r["entries"])

@@ -26,3 +26,11 @@ def test_valid_record_gives_sorted_boxes():
 def test_invalid_records_name_the_bad_value(bad, message):
     with pytest.raises(ValueError, match=message):
         validate_record(_rec(**bad), 1.0, 5.0)
+
+
+def test_pack_by_budget_respects_count_and_tokens():
+    from synth.segment_model import pack_by_budget
+
+    sized = [(900, "a"), (600, "b"), (500, "c"), (300, "d"), (300, "e"), (2000, "big")]
+    assert pack_by_budget(sized, max_items=3, budget=1200) == [["a"], ["b", "c"], ["d", "e"], ["big"]]
+    assert pack_by_budget(sized, max_items=2, budget=10**6) == [["a", "b"], ["c", "d"], ["e", "big"]]
