@@ -32,6 +32,8 @@ def _add_pipeline_args(p, stage: str):
         p.add_argument("--sample-frames", type=int, default=64, help="max frames per training sample (even)")
         p.add_argument("--batch-size", type=int, default=4)
         p.add_argument("--max-new-tokens", type=int, default=384)
+        p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                       help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
         p.add_argument("--storyline", action="store_true",
                        help="dense: let the model rewrite each video's entries as one story (spans checked)")
     if stage in ("split", "run"):
@@ -86,7 +88,7 @@ def _pipeline_config(args, stages):
                                      trim_s=args.trim_s)
     if hasattr(args, "manifest"):
         kw["manifest"], kw["domain_rules"] = args.manifest, tuple(args.domain_rule)
-    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard", "storyline"):
+    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard", "storyline", "backend"):
         if hasattr(args, name):
             kw[name] = getattr(args, name)
     return PipelineConfig(**kw)

@@ -35,6 +35,7 @@ class PipelineConfig:
     max_new_tokens: int = 384
     workers: int = 1
     storyline: bool = False
+    backend: str = "transformers"
     shard: str | None = None
     needle_durations_s: tuple[float, ...] = (20.0, 40.0)
     needle_depths: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -51,6 +52,8 @@ class PipelineConfig:
             out.append(str(e))
         if self.manifest and not Path(self.manifest).exists():
             out.append(f"--manifest {self.manifest} not found")
+        if self.backend not in ("transformers", "vllm"):
+            out.append(f"--backend {self.backend!r}: choose transformers or vllm")
         if self.workers < 1:
             out.append(f"--workers {self.workers} must be >= 1")
         try:
@@ -70,12 +73,14 @@ def build_stage(name: str, cfg: PipelineConfig):
     if name == "split":
         return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
     if name == "caption":
-        return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
+        return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
+                             backend=cfg.backend)]
     if name == "dense":
         return [DenseStage(model_id=cfg.model, storyline=cfg.storyline)]
     if name == "ground":
         return [GroundTruthStage(),
-                GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size)]
+                GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
+                            backend=cfg.backend)]
     if name == "tasks":
         frames = FramePolicy(max_frames=cfg.sample_frames)
         stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames))]

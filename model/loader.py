@@ -56,6 +56,10 @@ def load_model(
     return LoadedModel(model, processor, str(model_id), revision or _local_revision(path))
 
 
+def model_revision(model_id: str | Path) -> str:
+    return _local_revision(Path(str(model_id)))
+
+
 def _local_revision(path: Path) -> str:
     """A stable revision tag for local checkpoints: hash of the config and weights index."""
     import hashlib

@@ -47,14 +47,23 @@ class SegmentModelStage(Stage):
     max_retries: int = 2
     batch_size: int = 4
     max_batch_visual_tokens: int = 16384  # per generate call, so a batch of long segments fits in memory
+    backend: str = "transformers"  # or "vllm" (GPU)
     resources = {"cpus": 1, "gpus": 1}
 
     def setup(self, ds: Dataset) -> None:
         from model.loader import load_model
         from synth.prompts import load_prompt
 
-        self.lm = load_model(self.model_id)
+        self.engine = None
         self.prompt_version, self.template = load_prompt(self.prompt_name)
+        if self.backend == "vllm":  # vLLM holds the weights; we keep only the processor
+            from model.loader import LoadedModel, load_processor, model_revision
+            from model.vllm_backend import VllmEngine
+
+            self.engine = VllmEngine(self.model_id)
+            self.lm = LoadedModel(None, load_processor(self.model_id), str(self.model_id), model_revision(self.model_id))
+            return
+        self.lm = load_model(self.model_id)
         vocab = self.lm.model.config.get_text_config().vocab_size
         self.grammars = GrammarCache(self.lm.processor.tokenizer, vocab)
 
@@ -129,6 +138,12 @@ class SegmentModelStage(Stage):
         for i, p in enumerate(prepared):
             groups.setdefault(json.dumps(self.schema(p["seg"])), []).append(i)
         for schema_json, idxs in groups.items():
+            if self.engine is not None:
+                texts = self.engine.generate_json(self.lm.processor, [prepared[i] for i in idxs],
+                                                  json.loads(schema_json), decoding)
+                for i, t in zip(idxs, texts):
+                    outs[i] = t
+                continue
             inputs = build_inputs(self.lm.processor, [prepared[i]["conversation"] for i in idxs],
                                   [prepared[i]["frames"] for i in idxs], [prepared[i]["metadata"] for i in idxs])
             texts = generate_json(self.lm.model, self.lm.processor, inputs, json.loads(schema_json), self.grammars,

@@ -29,3 +29,14 @@ def test_grounding_schema_bounds_times_to_the_segment():
     schema = grounding_schema(2.5, 7.25)
     t = schema["properties"]["entities"]["items"]["properties"]["start_s"]
     assert (t["minimum"], t["maximum"]) == (2.5, 7.25)
+
+
+def test_vllm_backend_is_import_guarded():
+    from model import vllm_backend
+
+    if vllm_backend.available():
+        return  # a GPU machine with vLLM: exercised there, not in CI
+    import pytest
+
+    with pytest.raises(ValueError, match="densevid\\[vllm\\]"):
+        vllm_backend.VllmEngine("Qwen/Qwen3-VL-2B-Instruct")

@@ -1,0 +1,57 @@
+"""vLLM inference backend (GPU, throughput): same prompts, same schemas, same frames as transformers.
+
+Import-guarded: CPU installs and CI never import vllm. Install with ``pip install 'densevid[vllm]'``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from model.structured import Decoding
+
+
+def available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class VllmEngine:
+    """Wraps ``vllm.LLM``; frames are passed pre-sampled with their metadata, as with transformers."""
+
+    def __init__(self, model_id: str, max_model_len: int = 32768, gpu_memory_utilization: float = 0.85):
+        if not available():
+            raise ValueError("backend 'vllm' needs vLLM on a GPU machine: pip install 'densevid[vllm]'")
+        from vllm import LLM
+
+        self.llm = LLM(model=str(model_id), max_model_len=max_model_len, limit_mm_per_prompt={"video": 1},
+                       gpu_memory_utilization=gpu_memory_utilization,
+                       mm_processor_kwargs={"do_sample_frames": False})
+        self.processor = self.llm.get_tokenizer()
+
+    def generate_json(self, processor, prepared: list[dict], schema: dict, decoding: Decoding) -> list[str]:
+        """``prepared`` rows hold conversation, frames (n, h, w, 3) and VideoMetadata, as for transformers."""
+        requests = []
+        for p in prepared:
+            text = processor.apply_chat_template(p["conversation"], add_generation_prompt=True, tokenize=False)
+            md = dict(p["metadata"].__dict__) if hasattr(p["metadata"], "__dict__") else dict(p["metadata"])
+            requests.append({"prompt": text, "multi_modal_data": {"video": [(p["frames"], md)]}})
+        outs = self.llm.generate(requests, sampling_params=_sampling(schema, decoding), use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
+
+def _sampling(schema: dict, decoding: Decoding):
+    from vllm import SamplingParams
+
+    kwargs = dict(max_tokens=decoding.max_new_tokens, seed=decoding.seed,
+                  temperature=decoding.temperature if decoding.do_sample else 0.0, top_p=decoding.top_p)
+    try:  # vLLM >= 0.10.2
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return SamplingParams(structured_outputs=StructuredOutputsParams(json=json.dumps(schema)), **kwargs)
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return SamplingParams(guided_decoding=GuidedDecodingParams(json=schema), **kwargs)
