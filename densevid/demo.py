@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.columns import Columns
 from rich.panel import Panel
 from rich.table import Table
 
@@ -59,6 +60,20 @@ def cfg_frames(cfg):
     return FramePolicy(max_frames=cfg.caption_frames)
 
 
+def _examples(ds) -> None:
+    dense = ds.sql("SELECT rendered FROM dense_captions ORDER BY video_id LIMIT 1").column("rendered").to_pylist()
+    truth = ds.sql("SELECT phrase, action, start_s, end_s, len(boxes) AS n FROM grounding "
+                   "WHERE source = 'ground_truth' ORDER BY video_id, start_s LIMIT 1").to_pylist()
+    lines = []
+    if dense:
+        lines += ["dense caption (first entries):"] + ["  " + line[:100] for line in dense[0].splitlines()[:2]]
+    if truth:
+        g = truth[0]
+        lines.append(f"grounding: {g['phrase']} {g['action']} <{g['start_s']:.1f} - {g['end_s']:.1f} seconds>, "
+                     f"{g['n']} boxes")
+    console.print("\n".join(lines))
+
+
 def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> None:
     console.rule("summary")
     counts = ds.counts()
@@ -67,8 +82,14 @@ def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> No
     t.add_column("rows", justify="right")
     for name in tables:
         t.add_row(name, str(counts[name]))
-    console.print(t)
+    tasks = Table(title="samples per task")
+    tasks.add_column("task")
+    tasks.add_column("samples", justify="right")
+    for row in ds.sql("SELECT task, count(*) AS n FROM samples GROUP BY task ORDER BY task").to_pylist():
+        tasks.add_row(row["task"], str(row["n"]))
+    console.print(Columns([t, tasks]))
     print_balance(report)
+    _examples(ds)
     losses = result["losses"]
     lines = [
         f"dataset      {ds.root}   (catalog: {ds.catalog_path.name})",

@@ -33,7 +33,7 @@ def scene_color(seed: int, k: int) -> tuple[int, int, int]:
 
 
 SHAPES = ("square", "circle")
-ACTIONS = {"left": "moves to the right", "right": "moves to the left", "top": "moves down", "bottom": "moves up"}
+ACTIONS = {"left": "move to the right", "right": "move to the left", "top": "move down", "bottom": "move up"}
 
 
 @dataclass
