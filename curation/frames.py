@@ -12,6 +12,7 @@ class FramePolicy:
     target_fps: float = 2.0
     min_frames: int = 2
     max_frames: int = 2048
+    max_pixels: int = 768 * 32 * 32  # per frame: Qwen3-VL's 768 visual tokens of 32x32 pixels
 
     def __post_init__(self):
         if self.min_frames < 2 or self.min_frames % 2:
@@ -36,6 +37,21 @@ def sample_indices(start_frame: int, end_frame: int, fps: float, policy: FramePo
     centres = start_frame + (np.arange(n) + 0.5) * n_avail / n
     idx = np.clip(np.floor(centres).astype(int), start_frame, end_frame - 1)
     return idx.tolist()
+
+
+def fit_pixels(frames: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Scale (n, h, w, 3) frames down, aspect kept, so one frame has at most ``max_pixels`` pixels.
+
+    The processor would resize anyway; doing it right after decoding keeps 4K batches small in memory.
+    """
+    n, h, w = frames.shape[:3]
+    if h * w <= max_pixels:
+        return frames
+    import cv2
+
+    scale = (max_pixels / (h * w)) ** 0.5
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def frame_times(indices: list[int], fps: float) -> list[float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-from curation.frames import FramePolicy, sample_indices
+from curation.frames import FramePolicy, fit_pixels, sample_indices
 from curation.jobs import Stage, Stats
 from curation.store import Dataset
 from curation.video import read_frames
@@ -126,7 +126,7 @@ class SegmentModelStage(Stage):
 
     def _prepare(self, seg: dict) -> dict:
         idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames)
-        frames = read_frames(seg["uri"], idx)
+        frames = fit_pixels(read_frames(seg["uri"], idx), self.frames.max_pixels)
         md = video_metadata(idx, seg["fps"], seg["n_frames"], seg["width"], seg["height"])
         prompt = self.template.format(start_s=seg["start_s"], end_s=seg["end_s"])
         return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(prompt)], seg=seg)

@@ -33,3 +33,17 @@ def test_group_times_are_the_processor_timestamps():
     # the processor averages each pair of frames
     assert group_times([6, 18, 30, 42], 24.0) == [0.5, 1.5]
     assert group_times([0, 24, 48], 24.0) == [0.5, 2.0]
+
+
+def test_fit_pixels_keeps_aspect_under_the_budget():
+    import numpy as np
+
+    from curation.frames import fit_pixels
+
+    frames = np.zeros((2, 2160, 3840, 3), np.uint8)
+    small = fit_pixels(frames, 768 * 32 * 32)
+    n, h, w, c = small.shape
+    assert (n, c) == (2, 3) and h * w <= 768 * 32 * 32
+    assert abs(w / h - 16 / 9) < 0.01
+    same = np.zeros((1, 64, 64, 3), np.uint8)
+    assert fit_pixels(same, 10**6) is same
