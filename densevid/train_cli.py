@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -19,11 +20,8 @@ def add_parsers(sub) -> None:
         description="RECIPE is a preset (lora, full, s0-align, s1-multimodal, s2-long, s3-ultralong) or a YAML "
                     "file; key=value pairs override its fields, e.g. mixture=DIR output_dir=runs/x max_steps=8 "
                     "llm.lr=2e-4 resume=auto.")
-    train.add_argument("items", nargs="*", metavar="RECIPE|key=value")
-    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    for flag in _FLAG_KEYS:
-        train.add_argument("--" + flag.replace("_", "-"), dest="flag_" + flag, default=None,
-                           help=f"same as {_FLAG_KEYS[flag]}=...")
+    _train_options(train)
+    train.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # options may follow overrides
 
     merge = sub.add_parser("merge-lora", help="fold a LoRA adapter into its base model (full checkpoint)")
     merge.add_argument("adapter", type=Path, help="LoRA output folder (or a checkpoint's model/ folder)")
@@ -53,7 +51,29 @@ def dispatch(args) -> int | None:
     return None
 
 
+def _train_options(p) -> None:
+    p.add_argument("items", nargs="*", metavar="RECIPE|key=value")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for flag in _FLAG_KEYS:
+        p.add_argument("--" + flag.replace("_", "-"), dest="flag_" + flag, default=None,
+                       help=f"same as {_FLAG_KEYS[flag]}=...")
+
+
+def _reparse(args):
+    """Options and overrides in any order (the main parser stops collecting positionals at the first option)."""
+    p = argparse.ArgumentParser(prog="densevid train")
+    _train_options(p)
+    later = p.parse_intermixed_args(list(args.rest))
+    for flag in _FLAG_KEYS:
+        if getattr(later, "flag_" + flag) is None:
+            setattr(later, "flag_" + flag, getattr(args, "flag_" + flag))
+    later.items = list(args.items) + later.items
+    later.print_config = later.print_config or args.print_config
+    return later
+
+
 def train_config_from_args(args):
+    """Recipe (first item without '='; default lora), then old-style flags, then key=value overrides."""
     from finetune.config import load_config, parse_overrides
 
     items = list(args.items)
@@ -67,6 +87,7 @@ def cmd_train(args) -> int:
     from finetune.config import dump_yaml
     from finetune.train import train
 
+    args = _reparse(args)
     cfg = train_config_from_args(args)
     if args.print_config:
         print(dump_yaml(cfg), end="")
@@ -92,7 +113,9 @@ def cmd_eval(args) -> int:
                      needle_durations=_floats(args.needle_durations), needle_depths=_floats(args.needle_depths),
                      needle_trials=args.needle_trials)
     report = run_eval(cfg)
-    print(json.dumps({k: v for k, v in report.items() if k != "items"}, indent=1))
+    brief = {k: {kk: vv for kk, vv in v.items() if kk != "items"} for k, v in report.items() if isinstance(v, dict)
+             and k != "config"}
+    print(json.dumps(brief, indent=1))
     return EXIT_OK
 
 

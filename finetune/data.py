@@ -72,12 +72,17 @@ def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> 
     return int(row["n_text_tokens"]) + visual + TOKENS_PER_TIMESTAMP * ((n + 1) // 2) + TEMPLATE_TOKENS
 
 
-def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float = 2.0) -> dict:
-    """Decode frames and build one sample's inputs through the processor (no padding), labels masked."""
+def load_video(row: dict, max_frames: int = 0, target_fps: float = 2.0):
+    """(frames, metadata) of a sample: decoded at its frame indices, metadata on the source clock."""
     idx = frame_indices(row, max_frames, target_fps)
     frames = read_frames(row["uri"], idx)
     n_frames = max(int(round(row["clip_end_s"] * row["fps"])), max(idx) + 1)
-    meta = video_metadata(idx, row["fps"], n_frames, frames.shape[2], frames.shape[1])
+    return frames, video_metadata(idx, row["fps"], n_frames, frames.shape[2], frames.shape[1])
+
+
+def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float = 2.0) -> dict:
+    """Decode frames and build one sample's inputs through the processor (no padding), labels masked."""
+    frames, meta = load_video(row, max_frames, target_fps)
     inputs = build_inputs(processor, [json.loads(row["messages"])], [frames], [meta],
                           add_generation_prompt=False, padding_side="right")
     labels = mask_labels(inputs["input_ids"], inputs["attention_mask"], processor.tokenizer)

@@ -76,7 +76,8 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     dropped = Counter(state["dropped"] if main else {})  # saved as totals over processes: main holds them
     tokens_seen, padded_seen = state["tokens_seen"], state["padded_seen"]
     loader = DataLoader(dataset, batch_sampler=RankBatches(plan, position, rank, world), collate_fn=collate,
-                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # leaves the restored RNG untouched
     batches, tracker = iter(loader), Position(plan, position, per_step)
     val_rows = read_manifest(cfg.val_mixture)[: cfg.val_samples] if cfg.val_mixture and cfg.val_every else []
     metrics = MetricsLog(out, start, cfg.tensorboard, enabled=main)
