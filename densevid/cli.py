@@ -18,6 +18,7 @@ def _add_data(p, required=True):
 
 def _add_pipeline_args(p, stage: str):
     _add_data(p)
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.add_argument("--workers", type=int, default=1, help="processes for CPU stages (ingest, split)")
     p.add_argument("--shard", default=None, help="i/n: process only shard i of n (for cluster schedulers)")
     if stage in ("ingest", "run"):

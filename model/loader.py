@@ -26,7 +26,16 @@ def _is_adapter_dir(path: Path) -> bool:
 def load_processor(model_id: str | Path):
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(str(model_id))
+    try:
+        return AutoProcessor.from_pretrained(str(model_id))
+    except OSError as e:
+        raise _cannot_load(model_id, e) from e
+
+
+def _cannot_load(model_id, e: Exception) -> ValueError:
+    return ValueError(f"cannot load {model_id}: {str(e).splitlines()[0]}. Pass --model a local checkpoint "
+                      "directory, or a hub id on a machine that can reach the hub (`densevid build-tiny --out DIR` "
+                      "writes an offline test model)")
 
 
 def load_model(
@@ -50,7 +59,10 @@ def load_model(
         processor = load_processor(path)
     else:
         kwargs = {"revision": revision} if revision else {}
-        model = Qwen3VLForConditionalGeneration.from_pretrained(str(model_id), dtype=dtype, **kwargs)
+        try:
+            model = Qwen3VLForConditionalGeneration.from_pretrained(str(model_id), dtype=dtype, **kwargs)
+        except OSError as e:
+            raise _cannot_load(model_id, e) from e
         processor = load_processor(model_id)
     model.to(device).eval()
     return LoadedModel(model, processor, str(model_id), revision or _local_revision(path))
