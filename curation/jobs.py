@@ -49,7 +49,8 @@ class Stage:
     """
 
     name = "stage"
-    output = ""
+    inputs: tuple[str, ...] = ()  # tables read
+    output = ""  # table written
     batch_size = 1
     parallel = False  # True: items may run in worker processes (CPU-bound, no shared model)
     resources = {"cpus": 1, "gpus": 0}

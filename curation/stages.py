@@ -21,6 +21,7 @@ class IngestStage(Stage):
     manifest: Path | None = None
     domain_rules: tuple[str, ...] = ()  # GLOB=DOMAIN
     name = "ingest"
+    inputs = ()
     output = "videos"
     parallel = True
 
@@ -73,6 +74,7 @@ class SplitStage(Stage):
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     policy: SegmentPolicy = field(default_factory=SegmentPolicy)
     name = "split"
+    inputs = ("videos",)
     output = "segments"
     parallel = True
 

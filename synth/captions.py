@@ -46,6 +46,7 @@ def validate_caption(parsed: dict) -> tuple[str, str]:
 class CaptionStage(SegmentModelStage):
     prompt_name: str = "caption_v1"
     name = "caption"
+    inputs = ("videos", "segments")
     output = "captions"
 
     def done_ids(self, ds: Dataset) -> set[str]:

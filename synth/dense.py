@@ -89,6 +89,7 @@ class DenseStage(Stage):
     renderer: str = "seconds"
     storyline: bool = False  # a model pass that rewrites the entries as one story, spans checked
     name = "dense"
+    inputs = ("captions",)
     output = "dense_captions"
 
     def setup(self, ds: Dataset) -> None:

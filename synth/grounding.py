@@ -60,6 +60,7 @@ def validate_record(rec: dict, start_s: float, end_s: float, eps: float = 1e-6) 
 class GroundStage(SegmentModelStage):
     prompt_name: str = "grounding_v1"
     name = "ground"
+    inputs = ("videos", "segments")
     output = "grounding"
 
     def done_ids(self, ds: Dataset) -> set[str]:
@@ -91,6 +92,7 @@ class GroundTruthStage(Stage):
     """Ground truth from the JSON written beside generated videos (``source = 'ground_truth'``)."""
 
     name = "ground_truth"
+    inputs = ("videos", "segments")
     output = "grounding"
 
     def items(self, ds: Dataset) -> list[dict]:

@@ -48,7 +48,8 @@ class NeedleStage(Stage):
     size: tuple[int, int] = (160, 128)
     split: str = "test"
     name = "needle"
-    output = "samples"
+    inputs = ()
+    output = "samples"  # and the haystacks' `videos` rows
 
     def setup(self, ds: Dataset) -> None:
         self.tasks = TasksStage(model_id=self.model_id, frames=self.frames)

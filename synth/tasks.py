@@ -59,6 +59,7 @@ class TasksStage(Stage):
     frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=32))
     segment_frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))
     name = "tasks"
+    inputs = ("videos", "segments", "captions", "dense_captions", "grounding")
     output = "samples"
 
     def setup(self, ds: Dataset) -> None:
