@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
         tokens_seen, padded_seen = tokens_seen + step_tokens, padded_seen + step_padded
         losses.append(step_loss)
         seconds = time.perf_counter() - t0
-        record = dict(step=step, loss=round(step_loss, 6), lr=lrs[next(iter(lrs))],
+        record = dict(step=step, loss=round(step_loss, 6), lr=lrs.get("llm", next(iter(lrs.values()))),
                       **{f"lr_{g}": v for g, v in lrs.items() if not g.endswith("_no_decay")},
                       grad_norm=round(float(grad_norm), 6) if grad_norm is not None else None,
                       tokens=int(step_tokens), tokens_per_s=round(step_tokens / seconds, 1),
@@ -162,7 +162,8 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
 
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         say(f"saved {out}; padding {100 * summary['padding_fraction']:.1f}%; dropped {dict(dropped) or 'none'}")
-    accelerator.end_training() if world > 1 else None
+    if world > 1:
+        accelerator.end_training()
     return summary
 
 
@@ -233,12 +234,15 @@ def validation_loss(cfg, model, accelerator, dataset, val_rows, collate) -> floa
                            packing=cfg.data.packing)
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)
-    for batch in batches[accelerator.process_index :: accelerator.num_processes]:
-        b = collate([val[i] for i in batch])
+    rank, world = accelerator.process_index, accelerator.num_processes
+    for k in range(-(-len(batches) // world)):  # the same number of forwards everywhere (FSDP gathers in each)
+        i = rank + k * world
+        b = collate([val[j] for j in batches[i if i < len(batches) else 0]])
         if b["inputs"] is None:
             continue
         out = model(**model_inputs(b["inputs"], accelerator, model), num_items_in_batch=1, use_cache=False)
-        total += torch.tensor([out.loss.item(), b["stats"]["label_tokens"]], dtype=torch.float64)
+        if i < len(batches):
+            total += torch.tensor([out.loss.item(), b["stats"]["label_tokens"]], dtype=torch.float64)
     model.train()
     total = reduce(accelerator, total, "sum")
     return (total[0] / total[1]).item() if total[1] > 0 else float("nan")
