@@ -116,7 +116,8 @@ def main() -> None:
     cfg = load_config("full", [f"model={tiny}", f"mixture={mixture}", f"output_dir={root / 'run'}",
                                f"max_steps={args.steps}", f"llm.lr={args.lr}", f"merger.lr={args.lr}",
                                f"vision.lr={args.lr / 5}", "optim.warmup_steps=20", "log_every=25",
-                               "save_every=0", "data.max_length=2048", "data.tokens_per_batch=4096", "data.max_batch_size=16",
+                               "save_every=0", "data.max_length=2048", "data.tokens_per_batch=4096",
+                               "data.max_batch_size=16",
                                "data.num_workers=1", "gradient_checkpointing=false", "tensorboard=false"])
     t1 = time.perf_counter()
     summary = train(cfg)

@@ -112,7 +112,8 @@ class ManifestDataset(torch.utils.data.Dataset):
             return dict(dropped="decode_failed", sample_id=row["sample_id"], why=f"{type(e).__name__}: {e}")
         n = int(sample["input_ids"].shape[0])
         if n > self.max_length:
-            return dict(dropped="too_long", sample_id=row["sample_id"], why=f"{n} tokens > max_length {self.max_length}")
+            why = f"{n} tokens > max_length {self.max_length}"
+            return dict(dropped="too_long", sample_id=row["sample_id"], why=why)
         return sample
 
 
@@ -200,10 +201,11 @@ class Collate:
         mm = torch.zeros((len(rows), width), dtype=kept[0]["mm_token_type_ids"].dtype)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, samples in enumerate(rows):
-            cat = {k: torch.cat([s[k] for s in samples]) for k in ("input_ids", "labels", "mm_token_type_ids")}
-            n = cat["input_ids"].shape[0]
-            ids[r, :n], labels[r, :n], mm[r, :n], mask[r, :n] = cat["input_ids"], cat["labels"], cat[
-                "mm_token_type_ids"], 1
+            n = sum(int(s["input_ids"].shape[0]) for s in samples)
+            ids[r, :n] = torch.cat([s["input_ids"] for s in samples])
+            labels[r, :n] = torch.cat([s["labels"] for s in samples])
+            mm[r, :n] = torch.cat([s["mm_token_type_ids"] for s in samples])
+            mask[r, :n] = 1
         inputs = dict(input_ids=ids, labels=labels, mm_token_type_ids=mm,
                       pixel_values_videos=torch.cat([s["pixel_values_videos"] for s in kept]),
                       video_grid_thw=torch.cat([s["video_grid_thw"] for s in kept]))

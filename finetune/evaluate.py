@@ -141,7 +141,8 @@ def eval_grounding(lm, rows: list[dict], cfg: EvalConfig) -> dict:
     for r, a in zip(rows, answers):
         truth = parse_span(answer_text(r))
         pred = parse_span(a)
-        items.append(dict(sample_id=r["sample_id"], truth=truth, pred=pred, answer=a, iou=round(temporal_iou(pred, truth), 4)))
+        items.append(dict(sample_id=r["sample_id"], truth=truth, pred=pred, answer=a,
+                          iou=round(temporal_iou(pred, truth), 4)))
     return dict(grounding_summary([i["iou"] for i in items]), items=items)
 
 
@@ -216,7 +217,8 @@ def held_out_rows(cfg: EvalConfig) -> list[dict]:
     if cfg.data:
         from curation.store import Dataset
 
-        return Dataset(cfg.data).sql("SELECT * FROM samples WHERE split = ? ORDER BY sample_id", [cfg.split]).to_pylist()
+        query = "SELECT * FROM samples WHERE split = ? ORDER BY sample_id"
+        return Dataset(cfg.data).sql(query, [cfg.split]).to_pylist()
     return []
 
 

@@ -31,8 +31,9 @@ class LoraConfig:
 
         return TrainConfig(
             model=self.model, mixture=self.mixture, output_dir=self.output_dir, method="lora",
-            vision=ModuleOpts(train=self.vision_lora, lr=self.lr), merger=ModuleOpts(train=self.train_merger, lr=self.lr),
-            llm=ModuleOpts(train=True, lr=self.lr), lora=LoraOpts(rank=self.rank, alpha=self.alpha, dropout=self.dropout),
+            vision=ModuleOpts(train=self.vision_lora, lr=self.lr),
+            merger=ModuleOpts(train=self.train_merger, lr=self.lr), llm=ModuleOpts(train=True, lr=self.lr),
+            lora=LoraOpts(rank=self.rank, alpha=self.alpha, dropout=self.dropout),
             data=DataOpts(max_batch_size=self.batch_size, max_length=1 << 20, tokens_per_batch=1 << 30),
             optim=OptimOpts(warmup_steps=self.warmup_steps, min_lr_ratio=0.0), max_steps=self.max_steps,
             seed=self.seed, log_every=self.log_every, tensorboard=False,

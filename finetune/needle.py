@@ -45,11 +45,12 @@ def needle_frame(h: int, w: int, colour: str) -> np.ndarray:
 
 
 def write_haystack(path: Path, duration_s: float, depth: float, colour: str, seed: int, fps: float = 8.0,
-                   size: tuple[int, int] = (128, 96), policy: FramePolicy = FramePolicy(max_frames=32)) -> dict:
+                   size: tuple[int, int] = (128, 96), policy: FramePolicy | None = None) -> dict:
     """Write one haystack video; returns its truth (needle start/length in frames, colour, depth)."""
     import av
 
     rng = np.random.default_rng(seed)
+    policy = policy or FramePolicy(max_frames=32)
     w, h = size
     n_frames = int(round(duration_s * fps))
     start, length = needle_span(n_frames, depth, fps, policy)

@@ -9,6 +9,7 @@ with grad_accum=N*k.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 import time
@@ -28,7 +29,7 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     from torch.utils.data import DataLoader
 
     from finetune import checkpoint as ckpt_io
-    from finetune.data import Collate, ManifestDataset, Position, RankBatches, padding_fraction, plan_batches
+    from finetune.data import Collate, ManifestDataset, Position, RankBatches, plan_batches
     from finetune.metrics import MetricsLog
     from finetune.modules import count_params, param_groups, use_bf16
     from mixtures.balance import read_manifest
@@ -48,8 +49,8 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     # model: LoRA wrapper or full weights, frozen groups, gradient checkpointing
     model, processor = build_model(cfg, resume_from)
     counts = count_params(model)
-    say(f"method {cfg.method}; trainable {counts['trainable']:,} of {counts['total']:,} "
-        f"(vision {counts['vision_trainable']:,}, merger {counts['merger_trainable']:,}, llm {counts['llm_trainable']:,})"
+    per_group = ", ".join(f"{g} {counts[g + '_trainable']:,}" for g in ("vision", "merger", "llm"))
+    say(f"method {cfg.method}; trainable {counts['trainable']:,} of {counts['total']:,} ({per_group})"
         + (f"; resuming from {resume_from}" if resume_from else ""))
 
     # data: token-budget batches planned from (seed, epoch); frames decoded in workers
@@ -94,9 +95,9 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
         micro = [next(batches) for _ in range(cfg.optim.grad_accum)]
         # the step's label tokens over all processes normalise every micro-batch's summed loss; a micro-batch
         # that is empty on any process (all its samples dropped) is skipped everywhere
+        live = reduce(accelerator, torch.tensor([m["inputs"] is not None for m in micro], dtype=torch.float64), "min")
         labels = torch.tensor([m["stats"]["label_tokens"] for m in micro], dtype=torch.float64)
-        live = torch.tensor([m["inputs"] is not None for m in micro], dtype=torch.float64)
-        labels, live = reduce(accelerator, labels, "sum"), reduce(accelerator, live, "min")
+        labels = reduce(accelerator, labels * live, "sum")
         n_items = max(labels.sum().item(), 1.0)
         live_k = [k for k in range(len(micro)) if live[k] > 0]
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -116,9 +117,9 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
 
         # bookkeeping over all processes: loss, tokens, padding, drops
         stats = [m["stats"] for m in micro]
-        for m in stats:
-            dropped.update(d["reason"] for d in m["dropped"])
-            for d in m["dropped"][:1]:
+        for d in (d for m in stats for d in m["dropped"]):
+            dropped[d["reason"]] += 1
+            if sum(dropped.values()) <= 5:  # the first few by name; all of them in the counts
                 log(f"dropped {d['sample_id']}: {d['why']}")
         step_counts = reduce(accelerator, torch.tensor(
             [loss_sum.item(), sum(s["tokens"] for s in stats), sum(s["padded_tokens"] for s in stats),
@@ -143,9 +144,9 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
                 f"pad {100 * record['padding_fraction']:.1f}%" + (f"  val {record['val_loss']:.4f}"
                                                                   if "val_loss" in record else ""))
         if cfg.save_every and done % cfg.save_every == 0 and done < cfg.max_steps:
-            saved = ckpt_io.save_checkpoint(accelerator, model, processor, optim, sched, out, done, dict(
-                data_position=list(position), dropped=dict(reduce_counter(accelerator, dropped)), tokens_seen=tokens_seen, padded_seen=padded_seen,
-                seed=cfg.seed, world_size=world))
+            position_state = dict(data_position=list(position), dropped=dict(reduce_counter(accelerator, dropped)),
+                                  tokens_seen=tokens_seen, padded_seen=padded_seen, world_size=world)
+            saved = ckpt_io.save_checkpoint(accelerator, model, processor, optim, sched, out, done, position_state)
             say(f"checkpoint {saved}")
         if on_step is not None:
             on_step(step, record)
@@ -158,8 +159,6 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
                    padding_fraction=round(1 - tokens_seen / padded_seen, 4) if padded_seen else 0.0,
                    dropped=dict(dropped), world_size=world)
     if main:
-        import json
-
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         say(f"saved {out}; padding {100 * summary['padding_fraction']:.1f}%; dropped {dict(dropped) or 'none'}")
     if world > 1:

@@ -51,8 +51,9 @@ def test_every_problem_is_reported_at_once_with_the_fix(tmp_path):
     msg = str(e.value)
     for part in ("unknown key max_step; did you mean max_steps?", "llm.lr: 'fast' is not a float",
                  "data.max_frames 3 must be even", "method 'qlora' is not one of lora, full",
-                 "rope.factor 1.0 must be > 1 with rope.scaling=yarn", "tokens_per_batch 100 < data.max_length 8192", "unknown key lora.rnak; did you "
-                 "mean lora.rank?", "no manifest.parquet", "densevid mix", "resume /no/such/ckpt", "resume=auto"):
+                 "rope.factor 1.0 must be > 1 with rope.scaling=yarn", "tokens_per_batch 100 < data.max_length 8192",
+                 "unknown key lora.rnak; did you mean lora.rank?", "no manifest.parquet", "densevid mix",
+                 "resume /no/such/ckpt", "resume=auto"):
         assert part in msg, part
     with pytest.raises(ValueError, match="for merger-only training use method=full"):
         load_config("lora", ["mixture=x", "llm.train=false"])

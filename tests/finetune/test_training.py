@@ -4,7 +4,6 @@ adapters round-trip."""
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from curation.store import Dataset
@@ -90,10 +89,10 @@ def test_train_saves_an_adapter_that_reloads_to_the_same_logits(built_dataset, t
     ds = Dataset(cfg.data)
     mixture = build_mixture(ds, MixRecipe(name="all", split="", balance="none"))
     out = tmp_path / "adapter"
-    result = train_lora(LoraConfig(model=str(tiny_model), mixture=str(mixture), output_dir=str(out), max_steps=3,
-                                   lr=5e-3), log=lambda *_: None)
+    train_lora(LoraConfig(model=str(tiny_model), mixture=str(mixture), output_dir=str(out), max_steps=3, lr=5e-3),
+               log=lambda *_: None)
     assert (out / "adapter_config.json").exists() and (out / "processor_config.json").exists()
-    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2] and all(np.isfinite(m["loss"]) for m in metrics)
     _, batch = _batch(built_dataset, tiny_model, n=1)
     base = load_model(tiny_model, device="cpu")
