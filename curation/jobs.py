@@ -103,7 +103,9 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     if max_items is not None:
         pending = pending[:max_items]
     bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
-    if workers > 1 and stage.parallel and len(pending) > stage.batch_size:
+    if workers > 1 and hasattr(stage, "run_parallel") and pending:
+        stage.run_parallel(pending, ds, stats, bar, workers)
+    elif workers > 1 and stage.parallel and len(pending) > stage.batch_size:
         _run_parallel(stage, ds, list(chunks(pending, stage.batch_size)), stats, bar, workers)
     elif pending:
         stage.setup(ds)

@@ -120,55 +120,99 @@ class Detection:
 
 
 def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Detection:
-    """Run the configured PySceneDetect detectors in one decoding pass.
+    """Run the configured detectors over the whole video in one decoding pass."""
+    if cfg.detector == "transnetv2":
+        return detect_cuts_transnet(path, cfg)
+    return combine_spans([detect_span(path, cfg)], cfg)
 
-    Frames are decoded by PyAV with threaded decoding and scaled down by the decoder's scaler (not by
-    resizing full frames in Python), then handed to PySceneDetect's detectors directly: the detectors see
-    the same small frames its own pipeline would give them, at a fraction of the cost.
+
+@dataclass
+class SpanDetection:
+    """Raw detector output for frames [start, start + len(motion)) of one video."""
+
+    start: int
+    cuts: list[int]
+    motion: np.ndarray
+    luma: np.ndarray
+
+
+def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int | None = None,
+                warmup_frames: int = 0) -> SpanDetection:
+    """PySceneDetect's detectors on frames [start, end), decoded with PyAV.
+
+    Decoding is threaded and frames are shrunk by subsampling their 4:2:0 planes before the colour
+    conversion (``small_bgr``), which costs less than converting full frames. A span after the first starts
+    ``warmup_frames`` early so the detectors hold the same state at ``start`` as in a whole-video pass.
     """
     import av
     from scenedetect import FrameTimecode
 
-    if cfg.detector == "transnetv2":
-        return detect_cuts_transnet(path, cfg)
     detectors = _make_detectors(cfg)
-    motion, luma = [], []
-    cut_frames: list[int] = []
+    motion, luma, cut_frames = [], [], []
+    begin = max(0, start - warmup_frames)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             factor = cfg.downscale or max(1, stream.codec_context.width // 256)
+            index = _frame_indexer(container, stream, fps, begin)
             timecode = None
-            for i, frame in enumerate(container.decode(stream)):
+            for frame in container.decode(stream):
+                i = index(frame)
+                if i < begin:
+                    continue
+                if end is not None and i >= end:
+                    break
                 if cfg.frame_skip and i % (cfg.frame_skip + 1):
-                    motion.append(0.0)
-                    luma.append(luma[-1] if luma else 0.0)
+                    if i >= start:
+                        motion.append(0.0)
+                        luma.append(luma[-1] if luma else 0.0)
                     continue
                 img = small_bgr(frame, factor)
                 timecode = FrameTimecode(i, fps=fps)
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.process_frame(timecode, img))
-                content = next((d for d in detectors if hasattr(d, "_frame_score")), None)
-                motion.append(float(content._frame_score or 0.0) if content else 0.0)
-                luma.append(float(img.mean()))
-            if timecode is not None:
+                if i >= start:
+                    content = next((d for d in detectors if hasattr(d, "_frame_score")), None)
+                    motion.append(float(content._frame_score or 0.0) if content else 0.0)
+                    luma.append(float(img.mean()))
+            if timecode is not None and end is None:
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.post_process(timecode))
     except (av.FFmpegError, IndexError) as e:
         from curation.video import VideoError
 
         raise VideoError(f"{path}: cannot decode for scene detection ({type(e).__name__}: {e})") from e
+    stop = start + len(motion)
+    cuts = sorted({c for c in cut_frames if start <= c < stop})
+    return SpanDetection(start, cuts, np.asarray(motion), np.asarray(luma))
+
+
+def _frame_indexer(container, stream, fps: float, begin: int):
+    """Frame index of each decoded frame: a counter from the start, or from timestamps after a seek."""
+    if begin == 0:
+        counter = iter(range(1 << 62))
+        return lambda frame: next(counter)
+    tb = float(stream.time_base)
+    origin = stream.start_time or 0
+    container.seek(int(origin + max(0.0, begin / fps - 1.0) / tb), stream=stream, backward=True)
+    return lambda frame: int(round((frame.pts - origin) * tb * fps)) if frame.pts is not None else -1
+
+
+def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
+    """Join consecutive spans of one video and turn raw detector cuts into final cuts."""
+    parts = sorted(parts, key=lambda p: p.start)
+    motion = np.concatenate([p.motion for p in parts]) if parts else np.zeros(0)
+    luma = np.concatenate([p.luma for p in parts]) if parts else np.zeros(0)
     n_frames = len(motion)
-    motion_arr, luma_arr = np.asarray(motion), np.asarray(luma)
+    raw = sorted({c for p in parts for c in p.cuts if 0 < c < n_frames})
     cuts, scores = [], {}
-    raw = sorted({c for c in cut_frames if 0 < c < n_frames})
     for cluster in merge_close_cuts(raw, cfg.min_scene_len_frames):
         cut = cluster[len(cluster) // 2]  # a fade's cut sits mid-cluster, in the black
         cuts.append(cut)
-        scores[cut] = float(max(motion_arr[c] for c in cluster))
-    return Detection(cuts, scores, motion_arr, luma_arr, n_frames)
+        scores[cut] = float(max(motion[c] for c in cluster))
+    return Detection(cuts, scores, motion, luma, n_frames)
 
 
 def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:

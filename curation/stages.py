@@ -9,7 +9,8 @@ import numpy as np
 
 from curation import CODE_VERSION
 from curation.jobs import Stage, Stats, key_set
-from curation.scenes import DetectorConfig, SegmentPolicy, detect_cuts, segments_from_cuts
+from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
+                             segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
 from curation.video import VideoError, content_id, list_videos, probe
@@ -84,16 +85,56 @@ class SplitStage(Stage):
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "segments", "video_id")
 
+    chunk_s: float = 120.0  # with several workers, longer videos are detected in chunks of this length
+
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
-        rows = []
-        for v in batch:
-            det = detect_cuts(v["uri"], self.detector)
-            n_frames = min(det.n_frames, v["n_frames"]) or v["n_frames"]
-            spans = segments_from_cuts(det.cuts, n_frames, v["fps"], self.policy)
-            stats.add("cuts", len(det.cuts))
-            stats.add("segments", len(spans))
-            rows.extend(self._rows(v, spans, det))
-        return rows
+        return [r for v in batch for r in self._video_rows(v, detect_cuts(v["uri"], self.detector), stats)]
+
+    def _video_rows(self, v: dict, det, stats: Stats) -> list[dict]:
+        n_frames = min(det.n_frames, v["n_frames"]) or v["n_frames"]
+        spans = segments_from_cuts(det.cuts, n_frames, v["fps"], self.policy)
+        stats.add("cuts", len(det.cuts))
+        stats.add("segments", len(spans))
+        return self._rows(v, spans, det)
+
+    def chunks(self, v: dict) -> list[tuple[int, int | None]]:
+        """Frame spans that workers detect separately; one span for short, VFR or TransNetV2 videos."""
+        size = int(self.chunk_s * v["fps"])
+        if self.detector.detector == "transnetv2" or v.get("variable_fps") or v["n_frames"] <= size * 1.5:
+            return [(0, None)]
+        edges = list(range(0, v["n_frames"] - size // 2, size)) + [None]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def run_parallel(self, pending: list[dict], ds: Dataset, stats: Stats, bar, workers: int) -> None:
+        """Chunks of every video share one pool, longest first, so one long video keeps all workers busy."""
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        warmup = max(2 * self.detector.min_scene_len_frames, 48)
+        jobs = [(v, a, b) for v in pending for a, b in self.chunks(v)]
+        jobs.sort(key=lambda j: -((j[2] or j[0]["n_frames"]) - j[1]))
+        parts: dict[str, list] = {v["video_id"]: [] for v in pending}
+        left = {v["video_id"]: len(self.chunks(v)) for v in pending}
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(detect_span, v["uri"], self.detector, a, b, warmup): v for v, a, b in jobs}
+            for fut in as_completed(futures):
+                v = futures[fut]
+                vid = v["video_id"]
+                if vid not in left:
+                    continue  # an earlier chunk of this video failed
+                try:
+                    parts[vid].append(fut.result())
+                except Exception as e:
+                    left.pop(vid)
+                    stats.failed(type(e).__name__)
+                    ds.fail(self.name, vid, e)
+                    bar.update(1)
+                    continue
+                left[vid] -= 1
+                if left[vid] == 0:
+                    rows = self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats)
+                    ds.write(self.output, rows)
+                    stats.add("rows_written", len(rows))
+                    bar.update(1)
 
     def _rows(self, v: dict, spans: list[tuple[int, int]], det) -> list[dict]:
         params = self.detector.params_json()[:-1] + ', "policy": ' + _policy_json(self.policy) + "}"

@@ -34,3 +34,17 @@ def test_shards_partition_the_work(corpus, tmp_path):
 def test_bad_shard_is_explained(bad):
     with pytest.raises(ValueError, match="shard"):
         parse_shard(bad)
+
+
+def test_a_long_video_is_shared_between_workers(corpus, tmp_path):
+    one, chunked = Dataset(tmp_path / "one"), Dataset(tmp_path / "chunked")
+    for ds in (one, chunked):
+        run_stage(IngestStage(videos=corpus), ds, progress=False)
+    run_stage(SplitStage(), one, progress=False)
+    stage = SplitStage(chunk_s=3.0)  # 10-14 s videos -> 3-4 chunks each
+    assert len(stage.chunks(chunked.rows("videos")[0])) >= 3
+    stats = run_stage(stage, chunked, progress=False, workers=2)
+    assert stats.n_failed == 0
+    assert _segments(one) == _segments(chunked)
+    motion = lambda ds: sorted((r["segment_id"], round(r["motion"], 6), round(r["luma"], 4)) for r in ds.rows("segments"))
+    assert motion(one) == motion(chunked)
