@@ -90,6 +90,19 @@ def densevid_split(path: Path) -> list[int]:
     return detect_cuts(path, DetectorConfig()).cuts
 
 
+def densevid_split_stage(path: Path, data: Path, workers: int) -> float:
+    """The real split stage (ingest first, untimed); returns seconds for split alone."""
+    from curation.jobs import run_stage
+    from curation.stages import IngestStage, SplitStage
+    from curation.store import Dataset
+
+    ds = Dataset(data)
+    run_stage(IngestStage(videos=path), ds, progress=False)
+    t = time.perf_counter()
+    run_stage(SplitStage(), ds, progress=False, workers=workers)
+    return time.perf_counter() - t
+
+
 def peak_rss_mb(path: Path) -> float:
     """Peak resident memory of a fresh process that splits ``path``."""
     code = ("import sys, resource; sys.path.insert(0, %r); from curation.scenes import detect_cuts; "
@@ -112,6 +125,8 @@ def main() -> None:
         t_pyav, _ = timed(lambda: pyav_decode_only(video))
         t_cli, cli_cuts = timed(lambda: scenedetect_cli(video, tmp))
         t_ours, our_cuts = timed(lambda: densevid_split(video))
+        t_stage1 = densevid_split_stage(video, tmp / "ds1", 1)
+        t_stage2 = densevid_split_stage(video, tmp / "ds2", 2)
         _, _, f1_cli = cut_f1(cli_cuts, truth["cuts"], tol)
         p, r, f1 = cut_f1(our_cuts, truth["cuts"], tol)
         hard = [c for c in truth["cuts"] if c not in truth["fades"]]
@@ -122,6 +137,8 @@ def main() -> None:
             "pyav_decode_only_s": round(t_pyav, 1),
             "scenedetect_cli_s": round(t_cli, 1),
             "densevid_split_s": round(t_ours, 1),
+            "densevid_split_stage_1_worker_s": round(t_stage1, 1),
+            "densevid_split_stage_2_workers_s": round(t_stage2, 1),
             "densevid_vs_decode_only": round(t_ours / t_decode, 2),
             "densevid_vs_pyav_decode_only": round(t_ours / t_pyav, 2),
             "densevid_vs_cli": round(t_ours / t_cli, 2),
