@@ -42,8 +42,8 @@ def segments_from_cuts(cuts: list[int], n_frames: int, fps: float, policy: Segme
         return []
     bounds = sorted({int(c) for c in cuts if 0 < c < n_frames})
     spans = list(zip([0] + bounds, bounds + [n_frames]))
-    if not bounds and policy.fallback_window_s:
-        spans = [(0, n_frames)]
+    if not bounds and policy.fallback_window_s > 0:  # no cut found: fixed windows
+        spans = _split_long(spans, max(1, int(round(policy.fallback_window_s * fps))))
     spans = _merge_short(spans, int(round(policy.min_segment_s * fps)))
     spans = _split_long(spans, max(1, int(round(policy.max_segment_s * fps))))
     return _trim(spans, int(round(policy.trim_s * fps)), n_frames)
@@ -102,9 +102,12 @@ class DetectorConfig:
     transnet_threshold: float = 0.5
 
     def problems(self) -> list[str]:
+        out = []
         if self.detector not in self.DETECTORS:
-            return [f"detector {self.detector!r} is unknown; choose one of {', '.join(self.DETECTORS)}"]
-        return []
+            out.append(f"detector {self.detector!r} is unknown; choose one of {', '.join(self.DETECTORS)}")
+        if self.downscale < 0 or self.frame_skip < 0:
+            out.append(f"downscale {self.downscale} and frame_skip {self.frame_skip} must be >= 0")
+        return out
 
     def params_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -35,12 +35,18 @@ def _add_pipeline_args(p, stage: str):
         p.add_argument("--max-new-tokens", type=int, default=384)
         p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
                        help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
+        p.add_argument("--renderer", choices=("seconds", "hms"), default="seconds",
+                       help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
         p.add_argument("--storyline", action="store_true",
                        help="dense: let the model rewrite each video's entries as one story (spans checked)")
     if stage in ("split", "run"):
         p.add_argument("--detector", default="content+threshold",
                        help="content | adaptive | threshold | content+threshold")
         p.add_argument("--threshold", type=float, default=27.0, help="content detector threshold")
+        p.add_argument("--fade-threshold", type=float, default=12.0, help="threshold detector: mean brightness")
+        p.add_argument("--downscale", type=int, default=0, help="integer downscale before detection (0: auto)")
+        p.add_argument("--frame-skip", type=int, default=0, help="detect on every (N+1)th frame")
+        p.add_argument("--fallback-window-s", type=float, default=10.0, help="window length when no cut is found")
         p.add_argument("--min-segment-s", type=float, default=2.0)
         p.add_argument("--max-segment-s", type=float, default=30.0)
         p.add_argument("--trim-s", type=float, default=0.25)
@@ -84,12 +90,15 @@ def _pipeline_config(args, stages):
 
     kw = dict(data=args.data, videos=getattr(args, "videos", None), model=getattr(args, "model", None) or DEFAULT_MODEL)
     if hasattr(args, "detector"):
-        kw["detector"] = DetectorConfig(detector=args.detector, threshold=args.threshold)
+        kw["detector"] = DetectorConfig(detector=args.detector, threshold=args.threshold,
+                                        fade_threshold=args.fade_threshold, downscale=args.downscale,
+                                        frame_skip=args.frame_skip)
         kw["policy"] = SegmentPolicy(min_segment_s=args.min_segment_s, max_segment_s=args.max_segment_s,
-                                     trim_s=args.trim_s)
+                                     trim_s=args.trim_s, fallback_window_s=args.fallback_window_s)
     if hasattr(args, "manifest"):
         kw["manifest"], kw["domain_rules"] = args.manifest, tuple(args.domain_rule)
-    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard", "storyline", "backend"):
+    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard", "storyline", "backend",
+                 "renderer"):
         if hasattr(args, name):
             kw[name] = getattr(args, name)
     return PipelineConfig(**kw)

@@ -35,6 +35,7 @@ class PipelineConfig:
     max_new_tokens: int = 384
     workers: int = 1
     storyline: bool = False
+    renderer: str = "seconds"
     backend: str = "transformers"
     shard: str | None = None
     needle_durations_s: tuple[float, ...] = (20.0, 40.0)
@@ -76,7 +77,7 @@ def build_stage(name: str, cfg: PipelineConfig):
         return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
                              backend=cfg.backend)]
     if name == "dense":
-        return [DenseStage(model_id=cfg.model, storyline=cfg.storyline)]
+        return [DenseStage(model_id=cfg.model, storyline=cfg.storyline, renderer=cfg.renderer)]
     if name == "ground":
         return [GroundTruthStage(),
                 GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,

@@ -26,6 +26,11 @@ def test_short_scene_merges_into_shorter_neighbour():
 
 def test_long_scene_splits_into_equal_windows():
     policy = SegmentPolicy(min_segment_s=0, max_segment_s=10.0, trim_s=0)
+    assert segments_from_cuts([100], 100 + 25 * 25, 25.0, policy) == [(0, 100), (100, 308), (308, 517), (517, 725)]
+
+
+def test_no_cut_gives_fixed_windows():
+    policy = SegmentPolicy(min_segment_s=0, max_segment_s=30.0, trim_s=0, fallback_window_s=10.0)
     assert segments_from_cuts([], 25 * 25, 25.0, policy) == [(0, 208), (208, 417), (417, 625)]
 
 
