@@ -66,7 +66,8 @@ def _examples(ds) -> None:
                    "WHERE source = 'ground_truth' ORDER BY video_id, start_s LIMIT 1").to_pylist()
     lines = []
     if dense:
-        lines += ["dense caption (first entries; the tiny model is random, so the words are noise and the times real):"] + ["  " + line[:100] for line in dense[0].splitlines()[:2]]
+        lines.append("dense caption (first entries; the tiny model is random: its words are noise, the times real):")
+        lines += ["  " + line[:100] for line in dense[0].splitlines()[:2]]
     if truth:
         g = truth[0]
         lines.append(f"grounding: {g['phrase']} {g['action']} <{g['start_s']:.1f} - {g['end_s']:.1f} seconds>, "
