@@ -132,7 +132,14 @@ def _run_parallel(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: S
     with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(stage, str(ds.root))) as pool:
         futures = {pool.submit(_worker_process, batch): batch for batch in batches}
         for fut in as_completed(futures):
-            rows, counts, reasons = fut.result()
+            try:
+                rows, counts, reasons = fut.result()
+            except Exception as e:  # a worker died (decoder crash, out of memory): its items fail, not the job
+                for item in futures[fut]:
+                    stats.failed(type(e).__name__)
+                    ds.fail(stage.name, item["item_id"], e)
+                bar.update(len(futures[fut]))
+                continue
             stats.counts.update(counts)
             stats.reasons.update(reasons)
             _write(stage, ds, rows, stats)

@@ -34,6 +34,12 @@ class IngestStage(Stage):
         by_id: dict[str, dict] = {}
         for path in list_videos(root):
             try:
+                str(path).encode("utf-8")
+            except UnicodeEncodeError:
+                key = "bad-name:" + str(path).encode("utf-8", "backslashreplace").decode()
+                by_id[key] = {"item_id": key, "paths": [], "error": f"{key[9:]}: file name is not valid UTF-8; rename it"}
+                continue
+            try:
                 vid = content_id(path)
             except OSError as e:
                 vid = "unreadable:" + str(path)
@@ -42,7 +48,8 @@ class IngestStage(Stage):
             item = by_id.setdefault(vid, {"item_id": vid, "paths": []})
             item["paths"].append(path)
         for item in by_id.values():
-            item.update(resolver.lookup(item["paths"][0]))
+            if item["paths"]:
+                item.update(resolver.lookup(item["paths"][0]))
         return list(by_id.values())
 
     def done_ids(self, ds: Dataset) -> set[str]:

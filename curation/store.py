@@ -280,7 +280,7 @@ class Dataset:
                 placeholder.unlink(missing_ok=True)
             elif not placeholder.exists():
                 _write_empty(schema, placeholder)
-        tmp = self.root / ".catalog.duckdb.tmp"
+        tmp = self.root / f".catalog.duckdb.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
         try:

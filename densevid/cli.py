@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from curation.video import VideoError
 from densevid import train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(build_tiny_checkpoint(args.out))
             return EXIT_OK
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, VideoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:

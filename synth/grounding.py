@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from synth.videos import read_truth
 
 def grounding_schema(start_s: float, end_s: float, max_entities: int = 3, max_boxes: int = 4) -> dict:
     """Times bounded to the segment and boxes to the grid, so outputs stay short; order is checked later."""
-    t = {"type": "number", "minimum": round(start_s, 2), "maximum": round(end_s, 2)}
+    # bounds rounded inwards, so anything the grammar allows also passes validation
+    t = {"type": "number", "minimum": math.ceil(start_s * 100) / 100, "maximum": math.floor(end_s * 100) / 100}
     coord = {"type": "integer", "minimum": 0, "maximum": 1000}
     box = {
         "type": "object",
@@ -43,7 +46,8 @@ def validate_record(rec: dict, start_s: float, end_s: float, eps: float = 1e-6) 
         raise ValueError("grounding record has an empty phrase")
     s, e = float(rec["start_s"]), float(rec["end_s"])
     if not (start_s - eps <= s < e <= end_s + eps):
-        raise ValueError(f"{phrase!r}: span [{s}, {e}] is not an ordered span inside the segment [{start_s:.2f}, {end_s:.2f}]")
+        raise ValueError(f"{phrase!r}: span [{s:.3f}, {e:.3f}] is not an ordered span inside the segment "
+                         f"[{start_s:.3f}, {end_s:.3f}]")
     boxes = []
     for b in rec.get("boxes", []):
         t = float(b["t_s"])
@@ -72,10 +76,10 @@ class GroundStage(SegmentModelStage):
 
     def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
         rows = []
-        for rec in parsed["entities"]:
+        for k, rec in enumerate(parsed["entities"]):
             boxes = validate_record(rec, seg["start_s"], seg["end_s"])
             rows.append(dict(
-                record_id=stable_id("model", self.model_name, seg["segment_id"], rec["phrase"], rec["start_s"]),
+                record_id=stable_id("model", self.model_name, seg["segment_id"], k, rec["phrase"], rec["start_s"]),
                 video_id=seg["video_id"], segment_id=seg["segment_id"], phrase=rec["phrase"].strip(),
                 action=rec["action"].strip(), start_s=float(rec["start_s"]), end_s=float(rec["end_s"]), boxes=boxes,
                 source="model", model=self.model_name, code_version=CODE_VERSION,

@@ -78,7 +78,7 @@ class NeedleStage(Stage):
             write_truth(path, truth, needle=dict(start_frame=start, n_frames=length, colour=colour, depth=cell["depth"]))
             video = self._video_row(path)
             ds.write("videos", [video])
-            answer = needle_answer(start / self.fps, (start + length) / self.fps, colour)
+            answer = needle_answer(start / video["fps"], (start + length) / video["fps"], colour)
             sample = self.tasks._sample(video, "needle", NEEDLE_PROMPT, answer, cell["item_id"], split=self.split)
             rows.append(sample)
             stats.add("haystacks")

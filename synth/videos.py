@@ -191,8 +191,15 @@ def write_truth(path: Path, truth: VideoTruth, **extra) -> Path:
 
 
 def read_truth(video_path: str | Path) -> dict | None:
+    """The truth JSON written beside a generated video; None for any other file (a user's own metadata)."""
     p = Path(video_path).with_suffix(".json")
-    return json.loads(p.read_text()) if p.exists() else None
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and {"scene_starts", "shapes", "fps"} <= set(data) else None
 
 
 DEMO_CORPUS = [
