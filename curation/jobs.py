@@ -106,7 +106,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     if workers > 1 and hasattr(stage, "run_parallel") and pending:
         stage.run_parallel(pending, ds, stats, bar, workers)
     elif workers > 1 and stage.parallel and len(pending) > stage.batch_size:
-        _run_parallel(stage, ds, list(chunks(pending, stage.batch_size)), stats, bar, workers)
+        run_batches_in_pool(stage, ds, list(chunks(pending, stage.batch_size)), stats, bar, workers)
     elif pending:
         stage.setup(ds)
         for batch in stage.make_batches(pending):
@@ -124,7 +124,7 @@ def _write(stage: Stage, ds: Dataset, rows: list[dict], stats: Stats) -> None:
         stats.add("rows_written", len(rows))
 
 
-def _run_parallel(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: Stats, bar, workers: int) -> None:
+def run_batches_in_pool(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: Stats, bar, workers: int) -> None:
     """Longest items first, one batch per task, so a long video starts early and never runs alone at the end."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

@@ -46,7 +46,7 @@ def segments_from_cuts(cuts: list[int], n_frames: int, fps: float, policy: Segme
         spans = _split_long(spans, max(1, int(round(policy.fallback_window_s * fps))))
     spans = _merge_short(spans, int(round(policy.min_segment_s * fps)))
     spans = _split_long(spans, max(1, int(round(policy.max_segment_s * fps))))
-    return _trim(spans, int(round(policy.trim_s * fps)), n_frames)
+    return _trim(spans, int(round(policy.trim_s * fps)), set(bounds))
 
 
 def _merge_short(spans: list[tuple[int, int]], min_len: int) -> list[tuple[int, int]]:
@@ -77,13 +77,14 @@ def _split_long(spans: list[tuple[int, int]], max_len: int) -> list[tuple[int, i
     return out
 
 
-def _trim(spans: list[tuple[int, int]], trim: int, n_frames: int) -> list[tuple[int, int]]:
-    """Trim at real cuts only (not the video's ends); never shrink a segment below a quarter of itself."""
+def _trim(spans: list[tuple[int, int]], trim: int, cuts: set[int]) -> list[tuple[int, int]]:
+    """Trim at real cuts only (not at windows inside a shot, not at the video's ends); never shrink a
+    segment below a quarter of itself."""
     out = []
     for s, e in spans:
         t = min(trim, (e - s) // 4)
-        a = s + t if s > 0 else s
-        b = e - t if e < n_frames else e
+        a = s + t if s in cuts else s
+        b = e - t if e in cuts else e
         if b > a:
             out.append((a, b))
     return out
@@ -140,12 +141,13 @@ class SpanDetection:
 
 
 def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int | None = None,
-                warmup_frames: int = 0) -> SpanDetection:
+                warmup_frames: int = 0, tail_frames: int = 0) -> SpanDetection:
     """PySceneDetect's detectors on frames [start, end), decoded with PyAV.
 
     Decoding is threaded and frames are shrunk by subsampling their 4:2:0 planes before the colour
     conversion (``small_bgr``), which costs less than converting full frames. A span after the first starts
-    ``warmup_frames`` early so the detectors hold the same state at ``start`` as in a whole-video pass.
+    ``warmup_frames`` early so the detectors hold the same state at ``start`` as in a whole-video pass, and
+    runs ``tail_frames`` past ``end`` so a cut a detector reports late (adaptive, fades) is still seen.
     """
     import av
     from scenedetect import FrameTimecode
@@ -165,10 +167,11 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
                 i = index(frame)
                 if i < begin:
                     continue
-                if end is not None and i >= end:
+                if end is not None and i >= end + tail_frames:
                     break
+                in_span = i >= start and (end is None or i < end)
                 if cfg.frame_skip and i % (cfg.frame_skip + 1):
-                    if i >= start:
+                    if in_span:
                         motion.append(0.0)
                         luma.append(luma[-1] if luma else 0.0)
                     continue
@@ -176,7 +179,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
                 timecode = FrameTimecode(i, fps=fps)
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.process_frame(timecode, img))
-                if i >= start:
+                if in_span:
                     content = next((d for d in detectors if hasattr(d, "_frame_score")), None)
                     motion.append(float(content._frame_score or 0.0) if content else 0.0)
                     luma.append(float(img.mean()))

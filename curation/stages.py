@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats, key_set
+from curation.jobs import Stage, Stats, run_batches_in_pool, key_set
 from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
                              segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
@@ -116,13 +116,17 @@ class SplitStage(Stage):
         """Chunks of every video share one pool, longest first, so one long video keeps all workers busy."""
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        warmup = max(2 * self.detector.min_scene_len_frames, 48)
+        if self.detector.detector == "transnetv2":  # one model pass per video, no chunks
+            return run_batches_in_pool(self, ds, [[v] for v in pending], stats, bar, workers)
+        fps = max(v["fps"] for v in pending)
+        warmup = max(2 * self.detector.min_scene_len_frames, int(10 * fps))  # longer than a fade through black
+        tail = max(2 * self.detector.min_scene_len_frames, int(2 * fps))
         jobs = [(v, a, b) for v in pending for a, b in self.chunks(v)]
         jobs.sort(key=lambda j: -((j[2] or j[0]["n_frames"]) - j[1]))
         parts: dict[str, list] = {v["video_id"]: [] for v in pending}
         left = {v["video_id"]: len(self.chunks(v)) for v in pending}
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(detect_span, v["uri"], self.detector, a, b, warmup): v for v, a, b in jobs}
+            futures = {pool.submit(detect_span, v["uri"], self.detector, a, b, warmup, tail): v for v, a, b in jobs}
             for fut in as_completed(futures):
                 v = futures[fut]
                 vid = v["video_id"]

@@ -104,3 +104,12 @@ def test_spans_decoded_separately_give_the_whole_video_result(tmp_path):
     assert joined.n_frames == whole.n_frames == truth.n_frames
     assert joined.cuts == whole.cuts and len(whole.cuts) == len(truth.cuts)
     np.testing.assert_allclose(joined.motion, whole.motion)
+
+
+def test_windows_inside_one_shot_are_not_trimmed():
+    policy = SegmentPolicy(min_segment_s=0, max_segment_s=10.0, trim_s=0.5, fallback_window_s=10.0)
+    spans = segments_from_cuts([], 35 * 24, 24.0, policy)
+    assert spans[0][0] == 0 and spans[-1][1] == 35 * 24
+    assert all(b == c for (_, b), (c, _) in zip(spans, spans[1:])), "no gaps inside a continuous shot"
+    cut = segments_from_cuts([400], 35 * 24, 24.0, policy)
+    assert any(b == 400 - 12 for _, b in cut) and any(a == 400 + 12 for a, _ in cut)  # trimmed at the cut
