@@ -68,6 +68,12 @@ def load_model(
     return LoadedModel(model, processor, str(model_id), revision or _local_revision(path))
 
 
+def model_key(model_id: str | Path) -> str:
+    """How a model is named in tables: local checkpoints by absolute path, hub ids as given."""
+    path = Path(str(model_id)).expanduser()
+    return str(path.resolve()) if path.exists() else str(model_id)
+
+
 def model_revision(model_id: str | Path) -> str:
     return _local_revision(Path(str(model_id)))
 

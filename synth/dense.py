@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from curation import CODE_VERSION
 from curation.jobs import Stage, Stats, log
 from curation.store import Dataset
+from model.loader import model_key
 from model.structured import text_field
 
 
@@ -101,21 +102,28 @@ class DenseStage(Stage):
             self.grammars = GrammarCache(self.lm.processor.tokenizer, self.lm.model.config.get_text_config().vocab_size)
 
     def items(self, ds: Dataset) -> list[dict]:
+        """Videos whose every segment has a caption from this model and prompt; the rest wait, so a dense
+        caption is never written with a gap that a later caption rerun would fill."""
         rows = ds.sql(
-            "SELECT video_id, list(struct_pack(start_s, end_s, summary, details)) AS captions FROM captions "
-            "WHERE model = ? AND prompt_version = ? GROUP BY video_id ORDER BY video_id",
-            [str(self.model_id), self.prompt_version]).to_pylist()
-        return [dict(r, item_id=r["video_id"]) for r in rows]
+            "SELECT c.video_id, list(struct_pack(c.start_s, c.end_s, c.summary, c.details)) AS captions, "
+            "count(*) AS n, any_value(s.n) AS n_segments FROM captions c "
+            "JOIN (SELECT video_id, count(*) AS n FROM segments GROUP BY video_id) s USING (video_id) "
+            "WHERE c.model = ? AND c.prompt_version = ? GROUP BY c.video_id ORDER BY c.video_id",
+            [model_key(self.model_id), self.prompt_version]).to_pylist()
+        ready = [dict(r, item_id=r["video_id"]) for r in rows if r["n"] == r["n_segments"]]
+        if len(ready) < len(rows):
+            log.warning("dense: %d videos wait for captions of some segments (see failures)", len(rows) - len(ready))
+        return ready
 
     def done_ids(self, ds: Dataset) -> set[str]:
-        return {k[0] for k in ds.keys("dense_captions") if k[1] == str(self.model_id)}
+        return {k[0] for k in ds.keys("dense_captions") if k[1] == model_key(self.model_id)}
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         rows = []
         for v in batch:
             entries = merge_entries(v["captions"])
             story = self._storyline(entries, stats) if self.storyline else None
-            rows.append(dict(video_id=v["video_id"], model=str(self.model_id), prompt_version=self.prompt_version,
+            rows.append(dict(video_id=v["video_id"], model=model_key(self.model_id), prompt_version=self.prompt_version,
                              entries=entries, rendered=render_dense(entries, self.renderer), renderer=self.renderer,
                              storyline=render_dense(story, self.renderer, details=False) if story else None,
                              code_version=CODE_VERSION))

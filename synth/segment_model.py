@@ -13,6 +13,7 @@ from curation.jobs import Stage, Stats
 from curation.store import Dataset
 from curation.video import read_frames
 from model.inputs import build_inputs, user_video_message, video_metadata
+from model.loader import model_key
 from model.structured import Decoding, GrammarCache, generate_json
 
 
@@ -69,7 +70,7 @@ class SegmentModelStage(Stage):
 
     @property
     def model_name(self) -> str:
-        return str(self.model_id)
+        return model_key(self.model_id)
 
     def items(self, ds: Dataset) -> list[dict]:
         videos = {v["video_id"]: v for v in ds.rows("videos")}

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
-from curation.jobs import Stage, Stats
+from curation.jobs import Stage, Stats, log
 from curation.store import Dataset, stable_id
 from model.inputs import assistant_message, user_video_message
+from model.loader import model_key
 from synth.dense import render_seconds
 
 DENSE_PROMPT = "Describe this video in detail. For each event give its time span as <start - end seconds>."
@@ -68,14 +69,20 @@ class TasksStage(Stage):
         self.processor = load_processor(self.model_id)
 
     def items(self, ds: Dataset) -> list[dict]:
-        return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos") if v["domain"] not in EVAL_ONLY_DOMAINS]
+        """Videos with a dense caption from the caption model; others wait instead of being marked done."""
+        model = model_key(self.caption_model or self.model_id)
+        ready = set(ds.sql("SELECT video_id FROM dense_captions WHERE model = ?", [model]).column("video_id").to_pylist())
+        videos = [v for v in ds.rows("videos") if v["domain"] not in EVAL_ONLY_DOMAINS]
+        if len(ready) < len(videos):
+            log.warning("tasks: %d videos wait for their dense caption (model %s)", len(videos) - len(ready), model)
+        return [dict(v, item_id=v["video_id"]) for v in videos if v["video_id"] in ready]
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return set(ds.sql("SELECT DISTINCT video_id FROM samples").column("video_id").to_pylist())
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         rows = []
-        model = str(self.caption_model or self.model_id)
+        model = model_key(self.caption_model or self.model_id)
         for v in batch:
             vid = [v["video_id"]]
             dense = ds.sql("SELECT rendered FROM dense_captions WHERE video_id = ? AND model = ?",
