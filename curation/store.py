@@ -191,27 +191,36 @@ class Dataset:
     def compact(self, table: str) -> tuple[int, int]:
         """Rewrite a table's files as one file; returns (files before, files after).
 
-        A journal names the new file and the files it replaces before anything changes, so a kill at any
-        point is finished (or undone) by the next reader: never both copies, never neither.
+        The merged data is written to a hidden file first, then a journal names it and the files it
+        replaces; from then on any reader (or a rerun) can finish the swap, so a kill at any point, or a
+        reader racing the compactor, never leaves both copies visible nor neither.
         """
         d = self.table_dir(table)
         old = [f for f in self.files(table) if f.name != EMPTY_PART]
         if len(old) <= 1:
             return len(old), len(old)
-        data = self.read(table)
         new = d / ("compact-" + stable_id(*(f.name for f in old)) + ".parquet")
-        journal = {"new": new.name, "old": [f.name for f in old]}
-        tmp = d / f".{COMPACTION_JOURNAL}.tmp"
+        pending = d / f".{new.name}.pending"
+        atomic_write_parquet(self.read(table), pending)
+        journal = {"new": new.name, "pending": pending.name, "old": [f.name for f in old]}
+        tmp = d / f".{COMPACTION_JOURNAL}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(journal))
         os.replace(tmp, d / COMPACTION_JOURNAL)
-        atomic_write_parquet(data, new)
         self._finish_compaction(d)
         return len(old), 1
 
     @staticmethod
     def _finish_compaction(d: Path) -> None:
+        """Idempotent, safe to run from several processes at once."""
         journal_path = d / COMPACTION_JOURNAL
-        journal = json.loads(journal_path.read_text())
+        try:
+            journal = json.loads(journal_path.read_text())
+        except FileNotFoundError:
+            return  # someone else finished it
+        try:
+            os.replace(d / journal["pending"], d / journal["new"])
+        except FileNotFoundError:
+            pass  # already moved by another process
         if (d / journal["new"]).exists():
             for name in journal["old"]:
                 if name != journal["new"]:
@@ -284,10 +293,12 @@ class Dataset:
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
         try:
+            # explicit file lists: no glob, so '[', '*' or '?' in the dataset path mean nothing special
             for table in SCHEMAS:
-                glob = str(self.table_dir(table) / "*.parquet").replace("'", "''")
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
-            con.execute("CREATE TABLE _catalog AS SELECT ? AS root, ? AS built_at", [str(self.root), time.time()])
+                files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in self.files(table))
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], union_by_name=true)")
+            con.execute("CREATE TABLE _catalog AS SELECT ? AS root, ? AS files, ? AS built_at",
+                        [str(self.root), self._signature(), time.time()])
         finally:
             con.close()
         os.replace(tmp, self.catalog_path)
@@ -297,17 +308,21 @@ class Dataset:
         """Open the catalog; rebuilt first when missing or when the dataset moved."""
         import duckdb
 
-        if not self.catalog_path.exists() or self._catalog_root() != str(self.root):
+        if not self.catalog_path.exists() or self._catalog_state() != (str(self.root), self._signature()):
             self.refresh_catalog()
         return duckdb.connect(str(self.catalog_path), read_only=read_only)
 
-    def _catalog_root(self) -> str | None:
+    def _signature(self) -> str:
+        """The Parquet files the views should cover (finishing any interrupted compaction first)."""
+        return "\n".join(f"{t}/{f.name}" for t in SCHEMAS for f in self.files(t))
+
+    def _catalog_state(self) -> tuple[str, str] | None:
         import duckdb
 
         try:
             con = duckdb.connect(str(self.catalog_path), read_only=True)
             try:
-                return con.execute("SELECT root FROM _catalog").fetchone()[0]
+                return tuple(con.execute("SELECT root, files FROM _catalog").fetchone())
             finally:
                 con.close()
         except Exception:
