@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.store import Dataset, atomic_write_parquet
+
+
+_WORD = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -20,6 +24,18 @@ class MixRecipe:
     tasks: tuple[str, ...] = ()  # empty: every task
     max_per_domain: int = 0  # 0: the smallest domain's count
 
+    def problems(self) -> list[str]:
+        """Values go into the recorded SQL as literals, so they must be plain words."""
+        out = []
+        for field, value in [("name", self.name), ("split", self.split)] + [("tasks", t) for t in self.tasks]:
+            if not _WORD.fullmatch(value) and not (field == "split" and value == ""):
+                out.append(f"{field} {value!r} may only use letters, digits, '_' and '-'")
+        if self.balance not in ("domain", "none"):
+            out.append(f"balance {self.balance!r}: choose domain or none")
+        if self.max_per_domain < 0:
+            out.append(f"max_per_domain {self.max_per_domain} < 0; 0 means the smallest domain's count")
+        return out
+
     def where(self) -> str:
         conds = [f"split = '{self.split}'"] if self.split else []
         if self.tasks:
@@ -28,7 +44,8 @@ class MixRecipe:
 
 
 def mixture_sql(recipe: MixRecipe) -> str:
-    """The query that picks the mixture: same number of samples per domain, chosen by a stable hash."""
+    """The query that picks the mixture: the same number of samples per domain. sample_id is a sha256
+    prefix, so ordering by it is a stable pseudo-random choice across DuckDB versions."""
     base = f"SELECT * FROM samples WHERE {recipe.where()}"
     if recipe.balance == "none":
         return base + " ORDER BY sample_id"
@@ -37,7 +54,7 @@ def mixture_sql(recipe: MixRecipe) -> str:
     return f"""
 WITH pool AS ({base}),
 counts AS (SELECT domain, count(*) AS n FROM pool GROUP BY domain),
-ranked AS (SELECT *, row_number() OVER (PARTITION BY domain ORDER BY hash(sample_id), sample_id) AS rn FROM pool)
+ranked AS (SELECT *, row_number() OVER (PARTITION BY domain ORDER BY sample_id) AS rn FROM pool)
 SELECT * EXCLUDE (rn) FROM ranked WHERE rn <= {cap} ORDER BY domain, sample_id"""
 
 
@@ -48,6 +65,9 @@ def hours_by_domain_sql(where: str = "TRUE", table: str = "samples") -> str:
 
 def build_mixture(ds: Dataset, recipe: MixRecipe) -> Path:
     """Write ``<dataset>/mixtures/<name>/`` with manifest.parquet, recipe.json and balance.json."""
+    problems = recipe.problems()
+    if problems:
+        raise ValueError("bad mixture recipe:\n  " + "\n  ".join(problems))
     out = ds.root / "mixtures" / recipe.name
     out.mkdir(parents=True, exist_ok=True)
     query = mixture_sql(recipe)

@@ -53,3 +53,10 @@ def test_console_script_is_installed():
     assert out.returncode == 0
     for cmd in ("demo", "ingest", "split", "caption", "dense", "ground", "tasks", "run", "sql", "mix", "train"):
         assert cmd in out.stdout
+
+
+def test_mix_rejects_values_that_would_break_the_sql(built_dataset, capsys):
+    cfg, _ = built_dataset
+    assert main(["mix", "--data", str(cfg.data), "--split", "te'st", "--name", "../x"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "split \"te'st\"" in err and "name '../x'" in err
