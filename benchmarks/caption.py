@@ -45,7 +45,7 @@ def main() -> None:
             shutil.copytree(base.root, ds_dir)
             ds = Dataset(ds_dir)
             stage = CaptionStage(model_id=str(model), frames=FramePolicy(max_frames=16),
-                                 decoding=Decoding(max_new_tokens=320), batch_size=batch)
+                                 decoding=Decoding(max_new_tokens=512), batch_size=batch)
             t = time.perf_counter()
             stats = run_stage(stage, ds, progress=False)
             secs = time.perf_counter() - t

@@ -33,7 +33,7 @@ def _add_pipeline_args(p, stage: str):
         p.add_argument("--caption-frames", type=int, default=16, help="max frames per segment (even)")
         p.add_argument("--sample-frames", type=int, default=64, help="max frames per training sample (even)")
         p.add_argument("--batch-size", type=int, default=4)
-        p.add_argument("--max-new-tokens", type=int, default=384)
+        p.add_argument("--max-new-tokens", type=int, default=512)
         p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
                        help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
         p.add_argument("--renderer", choices=("seconds", "hms"), default="seconds",

@@ -34,7 +34,7 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     console.print(f"checkpoint: {model_dir}")
     console.rule("3/6 ingest -> split -> caption -> dense -> ground -> tasks")
     cfg = PipelineConfig(data=data, videos=videos, model=str(model_dir), caption_frames=8, sample_frames=16,
-                         batch_size=4, max_new_tokens=320)
+                         batch_size=4, max_new_tokens=512)
     results = run_pipeline(cfg, progress=progress)
     print_stage_summary(results)
     console.rule("4/6 domain-balanced mixture")
@@ -47,7 +47,7 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
                                    max_steps=train_steps, lr=2e-3, log_every=max(1, train_steps // 6)),
                         log=console.print)
     console.rule("6/6 caption one segment with the adapter")
-    stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=320))
+    stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=512))
     run_stage(stage, ds, progress=False, max_items=1)
     tuned = ds.sql("SELECT segment_id, summary FROM captions WHERE model = ? LIMIT 1", [str(adapter)]).to_pylist()
     _summary(ds, TABLES, report, mixture, adapter, result, tuned, time.perf_counter() - t0)

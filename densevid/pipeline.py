@@ -32,7 +32,7 @@ class PipelineConfig:
     caption_frames: int = 16
     sample_frames: int = 64
     batch_size: int = 4
-    max_new_tokens: int = 384
+    max_new_tokens: int = 512
     workers: int = 1
     storyline: bool = False
     renderer: str = "seconds"

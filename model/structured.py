@@ -48,15 +48,17 @@ class GrammarCache:
         return self._compiler.compile_json_schema(schema_json, any_whitespace=False)
 
 
-def generate_json(model, processor, inputs, schema: dict, grammars: GrammarCache, decoding: Decoding) -> list[str]:
-    """Generate one JSON text per batch row, constrained to ``schema``."""
+def generate_json(model, processor, inputs, schema: dict | list[dict], grammars: GrammarCache,
+                  decoding: Decoding) -> list[str]:
+    """Generate one JSON text per batch row, constrained to ``schema`` (or to one schema per row)."""
     import xgrammar as xgr
 
-    compiled = grammars.compile(json.dumps(schema))  # key order is the order generated
+    n = inputs["input_ids"].shape[0]
+    schemas = schema if isinstance(schema, list) else [schema] * n
+    compiled = [grammars.compile(json.dumps(s)) for s in schemas]  # key order is the order generated
     device = next(model.parameters()).device
     inputs = inputs.to(device)
-    n = inputs["input_ids"].shape[0]
-    logits_processor = xgr.contrib.hf.LogitsProcessor([compiled] * n)
+    logits_processor = xgr.contrib.hf.LogitsProcessor(compiled)
     kwargs = dict(max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample)
     if decoding.do_sample:
         torch.manual_seed(decoding.seed)

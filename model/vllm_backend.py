@@ -6,6 +6,7 @@ Import-guarded: CPU installs and CI never import vllm. Install with ``pip instal
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from model.structured import Decoding
 
@@ -24,6 +25,9 @@ class VllmEngine:
     def __init__(self, model_id: str, max_model_len: int = 32768, gpu_memory_utilization: float = 0.85):
         if not available():
             raise ValueError("backend 'vllm' needs vLLM on a GPU machine: pip install 'densevid[vllm]'")
+        if (Path(str(model_id)) / "adapter_config.json").exists():
+            raise ValueError(f"{model_id} is a LoRA adapter; for vLLM fold it into its base first: "
+                             f"densevid merge-lora {model_id} {model_id}-merged")
         from vllm import LLM
 
         self.llm = LLM(model=str(model_id), max_model_len=max_model_len, limit_mm_per_prompt={"video": 1},
@@ -31,14 +35,16 @@ class VllmEngine:
                        mm_processor_kwargs={"do_sample_frames": False})
         self.processor = self.llm.get_tokenizer()
 
-    def generate_json(self, processor, prepared: list[dict], schema: dict, decoding: Decoding) -> list[str]:
-        """``prepared`` rows hold conversation, frames (n, h, w, 3) and VideoMetadata, as for transformers."""
+    def generate_json(self, processor, prepared: list[dict], schemas: list[dict], decoding: Decoding) -> list[str]:
+        """``prepared`` rows hold conversation, frames (n, h, w, 3) and VideoMetadata, as for transformers;
+        one schema per row."""
         requests = []
         for p in prepared:
             text = processor.apply_chat_template(p["conversation"], add_generation_prompt=True, tokenize=False)
             md = dict(p["metadata"].__dict__) if hasattr(p["metadata"], "__dict__") else dict(p["metadata"])
             requests.append({"prompt": text, "multi_modal_data": {"video": [(p["frames"], md)]}})
-        outs = self.llm.generate(requests, sampling_params=_sampling(schema, decoding), use_tqdm=False)
+        params = [_sampling(s, decoding) for s in schemas]
+        outs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
         return [o.outputs[0].text for o in outs]
 
 

@@ -133,22 +133,10 @@ class SegmentModelStage(Stage):
         return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(prompt)], seg=seg)
 
     def _generate(self, prepared: list[dict], decoding: Decoding) -> list[str]:
-        """Rows with the same schema share one batched generate call."""
-        outs: list[str] = [""] * len(prepared)
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(prepared):
-            groups.setdefault(json.dumps(self.schema(p["seg"])), []).append(i)
-        for schema_json, idxs in groups.items():
-            if self.engine is not None:
-                texts = self.engine.generate_json(self.lm.processor, [prepared[i] for i in idxs],
-                                                  json.loads(schema_json), decoding)
-                for i, t in zip(idxs, texts):
-                    outs[i] = t
-                continue
-            inputs = build_inputs(self.lm.processor, [prepared[i]["conversation"] for i in idxs],
-                                  [prepared[i]["frames"] for i in idxs], [prepared[i]["metadata"] for i in idxs])
-            texts = generate_json(self.lm.model, self.lm.processor, inputs, json.loads(schema_json), self.grammars,
-                                  decoding)
-            for i, t in zip(idxs, texts):
-                outs[i] = t
-        return outs
+        """One batched call; each row has its own schema (grounding bounds times to its segment)."""
+        schemas = [self.schema(p["seg"]) for p in prepared]
+        if self.engine is not None:
+            return self.engine.generate_json(self.lm.processor, prepared, schemas, decoding)
+        inputs = build_inputs(self.lm.processor, [p["conversation"] for p in prepared],
+                              [p["frames"] for p in prepared], [p["metadata"] for p in prepared])
+        return generate_json(self.lm.model, self.lm.processor, inputs, schemas, self.grammars, decoding)

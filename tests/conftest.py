@@ -39,6 +39,6 @@ def built_dataset(tmp_path_factory, corpus, tiny_model):
 
     data = tmp_path_factory.mktemp("ds") / "dataset"
     cfg = PipelineConfig(data=data, videos=corpus, model=str(tiny_model), caption_frames=4, sample_frames=8,
-                         batch_size=4, max_new_tokens=320, needle_durations_s=(12.0,), needle_depths=(0.2, 0.8))
+                         batch_size=4, max_new_tokens=512, needle_durations_s=(12.0,), needle_depths=(0.2, 0.8))
     stats = run_pipeline(cfg, progress=False)
     return cfg, stats

@@ -24,7 +24,7 @@ def test_adapter_captions_go_beside_the_base_ones(built_dataset, tiny_model, tmp
     lm.processor.save_pretrained(adapter)
 
     n_segments = len(ds.rows("segments"))
-    stage = CaptionStage(model_id=str(adapter), decoding=Decoding(max_new_tokens=320), batch_size=8)
+    stage = CaptionStage(model_id=str(adapter), decoding=Decoding(max_new_tokens=512), batch_size=8)
     stats = run_stage(stage, ds, progress=False, max_items=2)
     assert stats.counts["rows_written"] == 2
     models = ds.sql("SELECT model, count(*) AS n FROM captions GROUP BY model ORDER BY n DESC").to_pylist()
