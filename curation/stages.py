@@ -32,6 +32,7 @@ class IngestStage(Stage):
         resolver = DomainResolver(root, load_manifest(self.manifest) if self.manifest else {},
                                   [parse_rule(r) for r in self.domain_rules])
         by_id: dict[str, dict] = {}
+        known = self._known_paths(ds)
         for path in list_videos(root):
             try:
                 str(path).encode("utf-8")
@@ -40,7 +41,7 @@ class IngestStage(Stage):
                 by_id[key] = {"item_id": key, "paths": [], "error": f"{key[9:]}: file name is not valid UTF-8; rename it"}
                 continue
             try:
-                vid = content_id(path)
+                vid = known.get((str(path.resolve()), path.stat().st_size)) or content_id(path)
             except OSError as e:
                 vid = "unreadable:" + str(path)
                 by_id[vid] = {"item_id": str(path), "paths": [path], "error": f"{path}: cannot read file ({e})"}
@@ -54,6 +55,12 @@ class IngestStage(Stage):
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "videos", "video_id")
+
+    @staticmethod
+    def _known_paths(ds: Dataset) -> dict[tuple[str, int], str]:
+        """(path, size) -> video_id of files already ingested, so a rerun does not hash them again."""
+        rows = ds.read("videos", ["video_id", "uris", "bytes"]).to_pylist()
+        return {(u, r["bytes"]): r["video_id"] for r in rows for u in r["uris"] or []}
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         rows = []

@@ -174,6 +174,7 @@ class Dataset:
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._key_cache: dict[tuple[str, int], set[tuple]] = {}
 
     def table_dir(self, table: str) -> Path:
         if table not in SCHEMAS:
@@ -261,9 +262,16 @@ class Dataset:
         return self.read(table, columns).to_pylist()
 
     def keys(self, table: str) -> set[tuple]:
+        """Keys stored in a table; cached per file, so a long run reads each file's keys once."""
         cols = list(KEYS[table])
-        t = self.read(table, cols)
-        return set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
+        out: set[tuple] = set()
+        for f in self.files(table):
+            stamp = (str(f), f.stat().st_mtime_ns)
+            if stamp not in self._key_cache:
+                t = pq.read_table(f, columns=cols)
+                self._key_cache[stamp] = set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
+            out |= self._key_cache[stamp]
+        return out
 
     def fail(self, stage: str, item_id: str, error: BaseException | str, raw: str = "") -> dict:
         """Record a failure row; returns it so callers can count and log it."""
