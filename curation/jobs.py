@@ -110,7 +110,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     elif pending:
         stage.setup(ds)
         for batch in stage.make_batches(pending):
-            _write(stage, ds, _process_batch(stage, batch, ds, stats), stats)
+            write_rows(stage, ds, _process_batch(stage, batch, ds, stats), stats)
             bar.update(len(batch))
     bar.close()
     ds.refresh_catalog()
@@ -118,10 +118,17 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     return stats
 
 
-def _write(stage: Stage, ds: Dataset, rows: list[dict], stats: Stats) -> None:
+def write_rows(stage: Stage, ds: Dataset, rows: list[dict], stats: Stats) -> None:
     if rows:
         ds.write(stage.output, rows)
         stats.add("rows_written", len(rows))
+
+
+def fail_item(stage: Stage, ds: Dataset, stats: Stats, item_id: str, error: BaseException, raw: str = "") -> None:
+    """An item that failed: a `failures` row, a count by error type, a log line; the batch goes on."""
+    log.warning("%s: %s failed: %s", stage.name, item_id, error)
+    stats.failed(type(error).__name__)
+    ds.fail(stage.name, item_id, error, raw=raw)
 
 
 def run_batches_in_pool(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: Stats, bar, workers: int) -> None:
@@ -136,13 +143,12 @@ def run_batches_in_pool(stage: Stage, ds: Dataset, batches: list[list[dict]], st
                 rows, counts, reasons = fut.result()
             except Exception as e:  # a worker died (decoder crash, out of memory): its items fail, not the job
                 for item in futures[fut]:
-                    stats.failed(type(e).__name__)
-                    ds.fail(stage.name, item["item_id"], e)
+                    fail_item(stage, ds, stats, item["item_id"], e)
                 bar.update(len(futures[fut]))
                 continue
             stats.counts.update(counts)
             stats.reasons.update(reasons)
-            _write(stage, ds, rows, stats)
+            write_rows(stage, ds, rows, stats)
             bar.update(len(futures[fut]))
 
 
@@ -167,10 +173,7 @@ def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -
     except Exception as e:
         if len(batch) > 1:  # isolate the bad item: retry one by one
             return [r for item in batch for r in _process_batch(stage, [item], ds, stats)]
-        item = batch[0]
-        log.warning("%s: %s failed: %s", stage.name, item["item_id"], e)
-        stats.failed(type(e).__name__)
-        ds.fail(stage.name, item["item_id"], e, raw=getattr(e, "raw", ""))
+        fail_item(stage, ds, stats, batch[0]["item_id"], e, raw=getattr(e, "raw", ""))
         return []
 
 

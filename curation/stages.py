@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats, run_batches_in_pool, key_set
+from curation.jobs import Stage, Stats, fail_item, key_set, run_batches_in_pool, write_rows
 from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
                              segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
-from curation.video import VideoError, content_id, list_videos, probe
+from curation.video import Probe, VideoError, content_id, list_videos, probe
+
+
+def video_row(video_id: str, paths: list[Path], p: Probe, domain: str, source: str, license: str | None) -> dict:
+    """A `videos` row; the first path is the uri, all of them go in uris."""
+    uris = [str(q.resolve()) for q in paths]
+    return dict(video_id=video_id, uri=uris[0], uris=uris, domain=domain, source=source, license=license,
+                duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
+                codec=p.codec, rotation=p.rotation, variable_fps=p.variable_fps, bytes=p.bytes,
+                code_version=CODE_VERSION)
+
 
 @dataclass
 class IngestStage(Stage):
@@ -72,14 +83,8 @@ class IngestStage(Stage):
                 stats.add("variable_fps")  # times use the average rate; noted on the row
             if len(item["paths"]) > 1:
                 stats.add("duplicate_paths", len(item["paths"]) - 1)
-            rows.append(dict(
-                video_id=item["item_id"], uri=str(item["paths"][0].resolve()),
-                uris=[str(q.resolve()) for q in item["paths"]], domain=item["domain"],
-                source=item.get("source") or self.source, license=item.get("license"),
-                duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
-                codec=p.codec, rotation=p.rotation, variable_fps=p.variable_fps, bytes=p.bytes,
-                code_version=CODE_VERSION,
-            ))
+            rows.append(video_row(item["item_id"], item["paths"], p, item["domain"],
+                                  item.get("source") or self.source, item.get("license")))
             stats.add("videos")
         return rows
 
@@ -131,7 +136,7 @@ class SplitStage(Stage):
         jobs = [(v, a, b) for v in pending for a, b in self.chunks(v)]
         jobs.sort(key=lambda j: -((j[2] or j[0]["n_frames"]) - j[1]))
         parts: dict[str, list] = {v["video_id"]: [] for v in pending}
-        left = {v["video_id"]: len(self.chunks(v)) for v in pending}
+        left = Counter(v["video_id"] for v, _, _ in jobs)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(detect_span, v["uri"], self.detector, a, b, warmup, tail): v for v, a, b in jobs}
             for fut in as_completed(futures):
@@ -143,15 +148,13 @@ class SplitStage(Stage):
                     parts[vid].append(fut.result())
                 except Exception as e:
                     left.pop(vid)
-                    stats.failed(type(e).__name__)
-                    ds.fail(self.name, vid, e)
+                    fail_item(self, ds, stats, vid, e)
                     bar.update(1)
                     continue
                 left[vid] -= 1
                 if left[vid] == 0:
-                    rows = self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats)
-                    ds.write(self.output, rows)
-                    stats.add("rows_written", len(rows))
+                    write_rows(self, ds, self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats),
+                               stats)
                     bar.update(1)
 
     def _rows(self, v: dict, spans: list[tuple[int, int]], det) -> list[dict]:

@@ -34,6 +34,7 @@ def build_inputs(processor, conversations: list[list[dict]], videos: list[np.nda
                      padding=True, return_tensors="pt")
 
 
-def visual_tokens_per_video(inputs, merge_size: int = 2) -> list[int]:
-    grid = inputs["video_grid_thw"]
-    return [int(g.prod()) // (merge_size * merge_size) for g in grid]
+def visual_tokens(processor, n_frames: int, height: int, width: int) -> int:
+    """Visual tokens the processor will give a clip of ``n_frames`` frames of this size."""
+    vp = processor.video_processor
+    return int(vp.get_num_of_video_patches(n_frames, height, width)) // (vp.merge_size ** 2)

@@ -7,16 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation import CODE_VERSION
 from curation.frames import FramePolicy
 from curation.jobs import Stage, Stats
+from curation.stages import video_row
 from curation.store import Dataset
-
-NEEDLE_DOMAIN = "needle"  # one of curation.domains.EVAL_ONLY_DOMAINS
 from curation.video import content_id, probe
 from synth.dense import render_seconds
 from synth.tasks import TasksStage
 from synth.videos import PALETTE
+
+NEEDLE_DOMAIN = "needle"  # one of curation.domains.EVAL_ONLY_DOMAINS
 
 NEEDLE_PROMPT = ("Somewhere in this video the whole frame turns one colour for a moment, with a white disc in the "
                  "middle. When does it happen and which colour is it? Answer as <start - end seconds> colour.")
@@ -86,8 +86,4 @@ class NeedleStage(Stage):
 
     @staticmethod
     def _video_row(path: Path) -> dict:
-        p = probe(path)
-        return dict(video_id=content_id(path), uri=str(path.resolve()), uris=[str(path.resolve())],
-                    domain=NEEDLE_DOMAIN, source="generated", license=None, duration_s=p.duration_s, fps=p.fps,
-                    n_frames=p.n_frames, width=p.width, height=p.height, codec=p.codec, rotation=p.rotation,
-                    variable_fps=p.variable_fps, bytes=p.bytes, code_version=CODE_VERSION)
+        return video_row(content_id(path), [path], probe(path), NEEDLE_DOMAIN, "generated", None)

@@ -9,10 +9,10 @@ import json
 from dataclasses import dataclass, field, replace
 
 from curation.frames import FramePolicy, fit_pixels, sample_indices
-from curation.jobs import Stage, Stats
+from curation.jobs import Stage, Stats, fail_item
 from curation.store import Dataset
 from curation.video import read_frames
-from model.inputs import build_inputs, user_video_message, video_metadata
+from model.inputs import build_inputs, user_video_message, video_metadata, visual_tokens
 from model.loader import model_key
 from model.structured import Decoding, GrammarCache, generate_json
 
@@ -86,8 +86,6 @@ class SegmentModelStage(Stage):
         raise NotImplementedError
 
     def visual_tokens(self, seg: dict) -> int:
-        from synth.tasks import visual_tokens
-
         n = len(sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames))
         return visual_tokens(self.lm.processor, n, seg["height"], seg["width"])
 
@@ -120,8 +118,8 @@ class SegmentModelStage(Stage):
             pending = still
         for i in pending:
             msg, raw = errors[i]
-            ds.fail(self.name, batch[i]["item_id"], InvalidOutput(f"segment {batch[i]['segment_id']}: {msg}"), raw)
-            stats.failed("InvalidOutput")
+            fail_item(self, ds, stats, batch[i]["item_id"], InvalidOutput(f"segment {batch[i]['segment_id']}: {msg}"),
+                      raw)
         stats.add("segments", len(batch))
         return [r for i in sorted(rows) for r in rows[i]]
 

@@ -14,7 +14,7 @@ from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
 from curation.jobs import Stage, Stats, log
 from curation.store import Dataset, stable_id
-from model.inputs import assistant_message, user_video_message
+from model.inputs import assistant_message, user_video_message, visual_tokens
 from model.loader import model_key
 from synth.dense import render_seconds
 
@@ -119,8 +119,4 @@ class TasksStage(Stage):
             n_visual_tokens=visual_tokens(self.processor, len(idx), v["height"], v["width"]), code_version=CODE_VERSION,
         )
 
-
-def visual_tokens(processor, n_frames: int, height: int, width: int) -> int:
-    vp = processor.video_processor
-    return int(vp.get_num_of_video_patches(n_frames, height, width)) // (vp.merge_size ** 2)
 
