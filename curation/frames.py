@@ -52,16 +52,3 @@ def fit_pixels(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     scale = (max_pixels / (h * w)) ** 0.5
     size = (max(1, int(w * scale)), max(1, int(h * scale)))
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def frame_times(indices: list[int], fps: float) -> list[float]:
-    """Seconds on the source clock: index / fps."""
-    return [i / fps for i in indices]
-
-
-def group_times(indices: list[int], fps: float, temporal_patch: int = 2) -> list[float]:
-    """The time Qwen3-VL's processor writes before each temporal patch: the mean of its frames' times."""
-    idx = list(indices)
-    while len(idx) % temporal_patch:
-        idx.append(idx[-1])
-    return [sum(idx[i : i + temporal_patch]) / temporal_patch / fps for i in range(0, len(idx), temporal_patch)]

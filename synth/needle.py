@@ -17,6 +17,9 @@ from synth.tasks import TasksStage
 from synth.videos import PALETTE
 
 NEEDLE_DOMAIN = "needle"  # one of curation.domains.EVAL_ONLY_DOMAINS
+# The grid the pipeline writes and `densevid eval --needle` scores unless told otherwise.
+NEEDLE_DURATIONS_S = (20.0, 40.0)
+NEEDLE_DEPTHS = (0.1, 0.5, 0.9)
 
 NEEDLE_PROMPT = ("Somewhere in this video the whole frame turns one colour for a moment, with a white disc in the "
                  "middle. When does it happen and which colour is it? Answer as <start - end seconds> colour.")

@@ -1,6 +1,7 @@
 import pytest
 
-from curation.frames import FramePolicy, frame_times, group_times, sample_indices
+from curation.frames import FramePolicy, sample_indices
+from curation.times import frame_times, group_times
 
 
 def test_two_fps_on_a_24fps_span_picks_bin_centres():

@@ -3,7 +3,7 @@
 import json
 import re
 
-from curation.frames import group_times
+from curation.times import group_times
 from curation.store import TABLES, Dataset
 from model.inputs import build_inputs, video_metadata
 from model.loader import load_processor

@@ -1,0 +1,109 @@
+"""Time on the source video's clock, in one place.
+
+- A :class:`FrameSpan` (frame indices + the stream's fps) is the stored truth; seconds derive from it.
+- The times Qwen3-VL's processor writes before each temporal patch (``<3.0 seconds>``).
+- The one renderer of time text (``<12.0 - 17.5 seconds>``, ``<12.0 seconds>``, ``<00:00:12 - 00:00:17>``)
+  and its parser. Generation, training targets and evaluation all go through these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+STYLES = ("seconds", "hms")
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    """Frames ``[start_frame, end_frame)`` of a stream running at ``fps``."""
+
+    start_frame: int
+    end_frame: int
+    fps: float
+
+    def __post_init__(self):
+        if self.fps <= 0:
+            raise ValueError(f"fps {self.fps} must be > 0")
+        if self.end_frame < self.start_frame:
+            raise ValueError(f"frame span [{self.start_frame}, {self.end_frame}) ends before it starts")
+
+    @property
+    def start_s(self) -> float:
+        return frame_s(self.start_frame, self.fps)
+
+    @property
+    def end_s(self) -> float:
+        return frame_s(self.end_frame, self.fps)
+
+    @property
+    def n_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+
+def frame_s(frame: int, fps: float) -> float:
+    """Seconds at which frame ``frame`` starts: index / fps."""
+    return frame / fps
+
+
+def frame_times(indices: list[int], fps: float) -> list[float]:
+    return [frame_s(i, fps) for i in indices]
+
+
+def group_times(indices: list[int], fps: float, temporal_patch: int = 2) -> list[float]:
+    """The time Qwen3-VL's processor writes before each temporal patch: the mean of its frames' times
+    (the last frame repeats to fill the final patch, as the processor does)."""
+    idx = list(indices)
+    while len(idx) % temporal_patch:
+        idx.append(idx[-1])
+    return [sum(idx[i : i + temporal_patch]) / temporal_patch / fps for i in range(0, len(idx), temporal_patch)]
+
+
+# --- time text ------------------------------------------------------------------------------------------
+
+
+def _hms(t_s: float) -> str:
+    t = int(t_s)
+    return f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}"
+
+
+def render_span(start_s: float, end_s: float, style: str = "seconds") -> str:
+    """``<12.0 - 17.5 seconds>`` (or ``<00:00:12 - 00:00:17>`` with style ``hms``)."""
+    if style == "hms":
+        return f"<{_hms(start_s)} - {_hms(end_s)}>"
+    _check_style(style)
+    return f"<{start_s:.1f} - {end_s:.1f} seconds>"
+
+
+def render_time(t_s: float, style: str = "seconds") -> str:
+    """``<12.5 seconds>`` (or ``<00:00:12>``): one instant, as the processor writes it before a patch."""
+    if style == "hms":
+        return f"<{_hms(t_s)}>"
+    _check_style(style)
+    return f"<{t_s:.1f} seconds>"
+
+
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"time style {style!r} is unknown; choose one of {', '.join(STYLES)}")
+
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_CLOCK = r"(\d+):(\d{2}):(\d{2})"
+_SPAN_SECONDS = re.compile(rf"<\s*{_NUM}\s*-\s*{_NUM}\s*seconds\s*>")
+_SPAN_HMS = re.compile(rf"<\s*{_CLOCK}\s*-\s*{_CLOCK}\s*>")
+
+
+def parse_spans(text: str) -> list[tuple[float, float]]:
+    """Every ``<a - b seconds>`` or ``<HH:MM:SS - HH:MM:SS>`` in ``text``, in order of appearance."""
+    found = [(m.start(), (float(m.group(1)), float(m.group(2)))) for m in _SPAN_SECONDS.finditer(text)]
+    for m in _SPAN_HMS.finditer(text):
+        h1, m1, s1, h2, m2, s2 = (int(g) for g in m.groups())
+        found.append((m.start(), (float(h1 * 3600 + m1 * 60 + s1), float(h2 * 3600 + m2 * 60 + s2))))
+    return [span for _, span in sorted(found)]
+
+
+def parse_span(text: str) -> tuple[float, float] | None:
+    """The first time span in ``text``; None when there is none."""
+    spans = parse_spans(text)
+    return spans[0] if spans else None
