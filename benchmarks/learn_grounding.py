@@ -26,8 +26,8 @@ def make_samples(root: Path, n_videos: int, processor, seed: int = 0) -> list[di
     """One grounding sample per shape track; each video has 3 scenes, so 3 questions with different spans."""
     import numpy as np
 
-    from curation.frames import FramePolicy, sample_indices
-    from synth.tasks import GROUNDING_PROMPT, grounding_answer, messages_json, visual_tokens
+    from curation.frames import FramePolicy
+    from synth.tasks import GROUNDING_PROMPT, Draft, clip_sample, count_tokens, grounding_answer
     from synth.videos import render_video
 
     rng = np.random.default_rng(seed)
@@ -38,16 +38,12 @@ def make_samples(root: Path, n_videos: int, processor, seed: int = 0) -> list[di
         path = root / f"v{v:03d}.mp4"
         truth = render_video(path, "synthetic", duration, seed=seed * 1000 + v, fps=12.0, size=(128, 96),
                              n_scenes=3, n_fades=0)
-        idx = sample_indices(0, truth.n_frames, truth.fps, policy)
+        video = dict(video_id=f"v{v:03d}", uri=str(path), n_frames=truth.n_frames, fps=truth.fps, domain="synthetic",
+                     width=truth.width, height=truth.height)
         for k, track in enumerate(truth.shapes):
-            prompt = GROUNDING_PROMPT.format(phrase=track.phrase, action=track.action)
-            answer = grounding_answer(track.start_s, track.end_s)
-            rows.append(dict(sample_id=f"v{v:03d}-{k}", task="temporal_grounding", video_id=f"v{v:03d}",
-                             uri=str(path), clip_start_s=0.0, clip_end_s=truth.n_frames / truth.fps,
-                             frame_indices=idx, fps=truth.fps, messages=messages_json(prompt, answer),
-                             domain="synthetic", split="train",
-                             n_text_tokens=len(processor.tokenizer(prompt + answer)["input_ids"]),
-                             n_visual_tokens=visual_tokens(processor, len(idx), truth.height, truth.width)))
+            draft = Draft("temporal_grounding", str(k), GROUNDING_PROMPT.format(phrase=track.phrase, action=track.action),
+                          grounding_answer(track.start_s, track.end_s))
+            rows.append(count_tokens(processor, clip_sample(video, draft, policy, split="train"), draft, video))
     return rows
 
 
@@ -68,7 +64,9 @@ def question(row: dict) -> str:
 def prior_baseline(train_rows: list[dict], held_out: list[dict], key=lambda r: "") -> dict:
     """Answer the mean training span of the questions with the same ``key``: what a model can learn from
     the text alone. Shapes alternate square / circle by scene, so the shape word hints at the scene."""
-    from finetune.evaluate import answer_text, grounding_summary, parse_span, temporal_iou
+    from curation.times import parse_span
+    from finetune.evaluate import answer_text, grounding_summary
+    from synth.metrics import temporal_iou
 
     spans: dict[str, list] = {}
     for r in train_rows:

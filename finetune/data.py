@@ -53,12 +53,11 @@ def mask_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer
 
 
 def frame_indices(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> list[int]:
-    """The sample's stored frames, or the clip resampled with the captioner's sampler under a new frame cap."""
+    """The sample's stored frames, or its clip's frames resampled with the captioner's sampler under a new cap."""
     if not max_frames:
         return [int(i) for i in row["frame_indices"]]
-    fps = row["fps"]
-    start, end = int(round(row["clip_start_s"] * fps)), int(round(row["clip_end_s"] * fps))
-    return sample_indices(start, max(end, start + 1), fps, FramePolicy(target_fps=target_fps, max_frames=max_frames))
+    policy = FramePolicy(target_fps=target_fps, max_frames=max_frames)
+    return sample_indices(row["clip_start_frame"], row["clip_end_frame"], row["fps"], policy)
 
 
 def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> int:
@@ -76,8 +75,7 @@ def load_video(row: dict, max_frames: int = 0, target_fps: float = 2.0):
     """(frames, metadata) of a sample: decoded at its frame indices, metadata on the source clock."""
     idx = frame_indices(row, max_frames, target_fps)
     frames = read_frames(row["uri"], idx)
-    n_frames = max(int(round(row["clip_end_s"] * row["fps"])), max(idx) + 1)
-    return frames, video_metadata(idx, row["fps"], n_frames, frames.shape[2], frames.shape[1])
+    return frames, video_metadata(idx, row["fps"], row["video_n_frames"], frames.shape[2], frames.shape[1])
 
 
 def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float = 2.0) -> dict:
@@ -218,11 +216,6 @@ class Collate:
         return dict(inputs=inputs, stats=stats)
 
 
-def padding_fraction(stats: list[dict]) -> float:
-    padded = sum(s["padded_tokens"] for s in stats)
-    return 1.0 - sum(s["tokens"] for s in stats) / padded if padded else 0.0
-
-
 def packed_positions(core_model, inputs: dict) -> dict:
     """Model inputs for a packed row: per-sample MRoPE positions (from the model's own ``get_rope_index``)
     with text positions that restart at each sample, so the causal mask keeps samples apart."""
@@ -240,20 +233,14 @@ def packed_positions(core_model, inputs: dict) -> dict:
 
 
 class SampleCollator:
-    """Decodes frames for a batch of manifest rows and builds padded, label-masked inputs."""
+    """Manifest rows -> one padded, label-masked batch, decoded in the calling process (tests, quick checks)."""
 
-    def __init__(self, processor, video_sizes: dict[str, tuple[int, int, int]] | None = None):
+    def __init__(self, processor):
         self.processor = processor
-        self.video_sizes = video_sizes or {}
 
     def __call__(self, rows: list[dict]):
-        convs, videos, metas = [], [], []
-        for r in rows:
-            convs.append(json.loads(r["messages"]))
-            frames = read_frames(r["uri"], r["frame_indices"])
-            n_frames = self.video_sizes.get(r["video_id"], (None,))[0] or int(round(r["clip_end_s"] * r["fps"]))
-            videos.append(frames)
-            metas.append(video_metadata(r["frame_indices"], r["fps"], n_frames, frames.shape[2], frames.shape[1]))
-        inputs = build_inputs(self.processor, convs, videos, metas, add_generation_prompt=False, padding_side="right")
+        videos = [load_video(r) for r in rows]
+        inputs = build_inputs(self.processor, [json.loads(r["messages"]) for r in rows], [v[0] for v in videos],
+                              [v[1] for v in videos], add_generation_prompt=False, padding_side="right")
         inputs["labels"] = mask_labels(inputs["input_ids"], inputs["attention_mask"], self.processor.tokenizer)
         return inputs

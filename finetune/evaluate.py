@@ -9,14 +9,14 @@ accuracy per (duration, depth) cell is drawn as a heatmap.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-THRESHOLDS = (0.3, 0.5, 0.7)
-SPAN_RE = re.compile(r"<\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*seconds\s*>")
+from curation.times import parse_span
+from synth.metrics import THRESHOLDS, mean, recall_at, temporal_iou
+from synth.needle import COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, needle_options, needle_rows, needle_truth
 
 
 @dataclass
@@ -31,8 +31,8 @@ class EvalConfig:
     max_new_tokens: int = 24
     max_frames: int = 0  # 0: the frames stored with each sample
     needle: bool = False
-    needle_durations: tuple[float, ...] = (8.0, 16.0, 32.0)
-    needle_depths: tuple[float, ...] = (0.1, 0.5, 0.9)
+    needle_durations: tuple[float, ...] = NEEDLE_DURATIONS_S
+    needle_depths: tuple[float, ...] = NEEDLE_DEPTHS
     needle_trials: int = 2
 
     def problems(self) -> list[str]:
@@ -55,23 +55,9 @@ class EvalConfig:
 # --- scoring (pure) ------------------------------------------------------------------------------------
 
 
-def parse_span(text: str) -> tuple[float, float] | None:
-    m = SPAN_RE.search(text)
-    return (float(m.group(1)), float(m.group(2))) if m else None
-
-
-def temporal_iou(a: tuple[float, float] | None, b: tuple[float, float]) -> float:
-    if a is None or a[1] <= a[0]:
-        return 0.0
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
 def grounding_summary(ious: list[float], thresholds=THRESHOLDS) -> dict:
-    n = len(ious)
-    out = {"n": n, "miou": round(sum(ious) / n, 4) if n else 0.0}
-    out.update({f"r@{t}": round(sum(v >= t for v in ious) / n, 4) if n else 0.0 for t in thresholds})
+    out = {"n": len(ious), "miou": round(mean(ious), 4)}
+    out.update({f"r@{t}": round(v, 4) for t, v in recall_at(ious, thresholds).items()})
     return out
 
 
@@ -147,34 +133,25 @@ def eval_grounding(lm, rows: list[dict], cfg: EvalConfig) -> dict:
 
 
 def needle_meta(row: dict) -> dict:
-    """Colour, duration and depth of a needle row: ours carry them; dataset rows have them in the truth JSON."""
-    if "depth" in row and "colour" in row:
-        return dict(colour=row["colour"], duration_s=row["duration_s"], depth=row["depth"], prefix="")
-    answer = answer_text(row).strip()
-    prefix, _, colour = answer.rpartition(" ")
-    truth_path = Path(row["uri"]).with_suffix(".json")
-    needle = json.loads(truth_path.read_text()).get("needle", {}) if truth_path.exists() else {}
-    depth = needle.get("depth")
-    if depth is None:
-        m = re.search(r"depth([0-9.]+?)(?:-\d+)?\.mp4$", row["uri"])
-        depth = float(m.group(1)) if m else None
-    duration = round(row["clip_end_s"] - row["clip_start_s"], 3)
-    return dict(colour=colour, duration_s=duration, depth=depth, prefix=(prefix + " ") if prefix else "")
+    """Colour, duration and depth of a needle sample, from the truth JSON beside its haystack."""
+    needle = needle_truth(row["uri"])
+    if needle is None:
+        raise ValueError(f"{row['uri']}: no needle truth JSON beside the haystack; needle samples are scored "
+                         "against it (rebuild them with `densevid tasks`)")
+    return dict(needle, options=needle_options(needle))
 
 
 def eval_needle(lm, rows: list[dict], max_frames: int = 0) -> dict:
-    from finetune.needle import COLOURS
-
+    """Multiple choice: the colour whose answer (same span, that colour) the model finds most likely."""
     items = []
     for r in rows:
         meta = needle_meta(r)
-        colours = list(dict.fromkeys(list(COLOURS) + [meta["colour"]]))
-        scores = option_scores(lm, r, [meta["prefix"] + c for c in colours], max_frames)
-        chosen = colours[max(range(len(colours)), key=lambda k: scores[k])]
+        scores = option_scores(lm, r, meta["options"], max_frames)
+        chosen = COLOURS[max(range(len(COLOURS)), key=lambda k: scores[k])]
         items.append(dict(sample_id=r["sample_id"], duration_s=meta["duration_s"], depth=meta["depth"],
                           colour=meta["colour"], chosen=chosen, correct=chosen == meta["colour"]))
     durations = sorted({i["duration_s"] for i in items})
-    depths = sorted({i["depth"] for i in items if i["depth"] is not None})
+    depths = sorted({i["depth"] for i in items})
     n = len(items)
     return dict(n=n, accuracy=round(sum(i["correct"] for i in items) / n, 4) if n else 0.0, durations_s=durations,
                 depths=depths, grid=accuracy_grid(items, durations, depths), chance=round(1 / len(COLOURS), 4),
@@ -243,8 +220,6 @@ def run_eval(cfg: EvalConfig, lm=None) -> dict:
         if out:
             plot_heatmap(report["needle_dataset"], out / "needle_dataset_heatmap.png", "needle (dataset)")
     if cfg.needle:
-        from finetune.needle import needle_rows
-
         base = out or Path("eval_out")
         generated = needle_rows(base / "needle_videos", cfg.needle_durations, cfg.needle_depths, cfg.needle_trials)
         report["needle"] = eval_needle(lm, generated, cfg.max_frames)

@@ -44,6 +44,9 @@ def validate_caption(parsed: dict) -> tuple[str, str]:
 
 @dataclass
 class CaptionStage(SegmentModelStage):
+    """One caption per segment: an event-level summary and the visual details (``prompt_name``: the prompt
+    file under synth/prompts; other fields as in SegmentModelStage)."""
+
     prompt_name: str = "caption_v1"
     name = "caption"
     inputs = ("videos", "segments")

@@ -10,24 +10,9 @@ from dataclasses import dataclass
 from curation import CODE_VERSION
 from curation.jobs import Stage, Stats, log
 from curation.store import Dataset
+from curation.times import render_span
 from model.loader import model_key
 from model.structured import text_field
-
-
-def render_seconds(start_s: float, end_s: float) -> str:
-    return f"<{start_s:.1f} - {end_s:.1f} seconds>"
-
-
-def _hms(t: float) -> str:
-    t = int(t)
-    return f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}"
-
-
-def render_hms(start_s: float, end_s: float) -> str:
-    return f"<{_hms(start_s)} - {_hms(end_s)}>"
-
-
-RENDERERS = {"seconds": render_seconds, "hms": render_hms}
 
 
 def merge_entries(captions: list[dict]) -> list[dict]:
@@ -43,14 +28,13 @@ def merge_entries(captions: list[dict]) -> list[dict]:
 
 
 def render_dense(entries: list[dict], renderer: str = "seconds", details: bool = True) -> str:
-    """One line per entry: ``<12.0 - 17.5 seconds> summary. details``."""
-    fmt = RENDERERS[renderer]
+    """One line per entry: ``<12.0 - 17.5 seconds> summary. details`` (``renderer``: a time style)."""
     lines = []
     for e in entries:
         text = e["summary"].strip().rstrip(".") + "."
         if details and e.get("details"):
             text += " " + e["details"].strip()
-        lines.append(f"{fmt(e['start_s'], e['end_s'])} {text}")
+        lines.append(f"{render_span(e['start_s'], e['end_s'], renderer)} {text}")
     return "\n".join(lines)
 
 
@@ -85,6 +69,13 @@ def check_storyline(entries: list[dict], rewritten: list[dict], tol_s: float = 0
 
 @dataclass
 class DenseStage(Stage):
+    """Merges each video's segment captions into one timestamped dense caption.
+
+    Fields: ``model_id`` whose captions are merged (and, with ``storyline``, the model that rewrites them);
+    ``prompt_version`` of those captions; ``renderer`` the time style of the text (curation.times.STYLES);
+    ``storyline`` a text-only model pass that rewrites the entries as one story, spans checked.
+    """
+
     model_id: str = ""
     prompt_version: str = "caption_v1"
     renderer: str = "seconds"

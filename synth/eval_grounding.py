@@ -8,35 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-THRESHOLDS = (0.3, 0.5, 0.7)
-
-
-def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
-def box_iou(a: dict, b: dict) -> float:
-    ix = max(0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
-    iy = max(0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
-    inter = ix * iy
-    area = lambda r: (r["x2"] - r["x1"]) * (r["y2"] - r["y1"])  # noqa: E731
-    union = area(a) + area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def mean_box_iou(truth_boxes: list[dict], model_boxes: list[dict]) -> float:
-    """For each truth box, the model box nearest in time; 0 when the model gave none."""
-    if not truth_boxes:
-        return 0.0
-    if not model_boxes:
-        return 0.0
-    total = 0.0
-    for t in truth_boxes:
-        nearest = min(model_boxes, key=lambda m: abs(m["t_s"] - t["t_s"]))
-        total += box_iou(t, nearest)
-    return total / len(truth_boxes)
+from synth.metrics import THRESHOLDS, mean, mean_box_iou, recall_at, temporal_iou
 
 
 @dataclass
@@ -66,16 +38,13 @@ def score_grounding(truth: list[dict], model: list[dict], thresholds=THRESHOLDS)
             tious.append(0.0)
             bious.append(0.0)
             continue
-        best = max(candidates, key=lambda m: temporal_iou((t["start_s"], t["end_s"]), (m["start_s"], m["end_s"])))
+        span = (t["start_s"], t["end_s"])
+        best = max(candidates, key=lambda m: temporal_iou((m["start_s"], m["end_s"]), span))
         candidates.remove(best)
-        tious.append(temporal_iou((t["start_s"], t["end_s"]), (best["start_s"], best["end_s"])))
+        tious.append(temporal_iou((best["start_s"], best["end_s"]), span))
         bious.append(mean_box_iou(t["boxes"] or [], best["boxes"] or []))
-    n = len(truth)
-    return GroundingScore(
-        n_truth=n, n_model=len(model), mean_tiou=sum(tious) / n if n else 0.0,
-        mean_box_iou=sum(bious) / n if n else 0.0,
-        recall={th: (sum(v >= th for v in tious) / n if n else 0.0) for th in thresholds},
-    )
+    return GroundingScore(n_truth=len(truth), n_model=len(model), mean_tiou=mean(tious), mean_box_iou=mean(bious),
+                          recall=recall_at(tious, thresholds))
 
 
 def evaluate_dataset(ds, model: str | None = None) -> dict[str, GroundingScore]:
@@ -84,7 +53,7 @@ def evaluate_dataset(ds, model: str | None = None) -> dict[str, GroundingScore]:
     models = ds.sql("SELECT DISTINCT model FROM grounding WHERE source = 'model'").column("model").to_pylist()
     out = {}
     for m in [model] if model else sorted(models):
-        rows = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'model' AND model = ? "
-                      "AND phrase <> ''", [m]).to_pylist()
+        rows = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'model' AND model = ?",
+                      [m]).to_pylist()
         out[m] = score_grounding(truth, rows)
     return out

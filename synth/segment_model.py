@@ -41,6 +41,14 @@ class InvalidOutput(ValueError):
 
 @dataclass
 class SegmentModelStage(Stage):
+    """Asks the model one question per segment, with a JSON schema per row.
+
+    Fields: ``model_id`` hub id or local checkpoint; ``prompt_name`` the versioned prompt; ``frames`` the
+    frame budget per segment; ``decoding`` the generation settings; ``max_retries`` sampled retries of an
+    output that breaks a rule; ``batch_size`` and ``max_batch_visual_tokens`` bound one generate call;
+    ``backend`` transformers or vllm.
+    """
+
     model_id: str = ""
     prompt_name: str = ""
     frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))

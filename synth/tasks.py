@@ -1,29 +1,130 @@
-"""Training samples in chat form: dense captioning and temporal grounding.
+"""Training samples in chat form, one pure builder per task kind.
 
-Every sample stores the exact source frame indices and fps it shows, so the ``<t seconds>`` markers the
-processor writes and the times in the target text are on the same clock: the source video's.
+A builder maps one video and its rows (dense caption, captioned segments, grounding records) to sample
+drafts: prompt, answer and the frame span the sample shows. Adding a task kind means adding one builder
+with ``@task_builder("name")``.
+
+Every sample stores its clip as frames (``clip_start_frame``, ``clip_end_frame``), the exact source frame
+indices it shows, the fps and the source frame count, so the ``<t seconds>`` markers the processor writes
+and the times in the target text are on the same clock: the source video's.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
 from curation.jobs import Stage, Stats, log
 from curation.store import Dataset, stable_id
+from curation.times import FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens
 from model.loader import model_key
-from synth.dense import render_seconds
 
 DENSE_PROMPT = "Describe this video in detail. For each event give its time span as <start - end seconds>."
 SEGMENT_PROMPT = "Describe what happens in this clip: its time span, the main event, then people, objects, background and actions."
 GROUNDING_PROMPT = "When does {phrase} {action}? Answer with the time span as <start - end seconds>."
 ST_GROUNDING_PROMPT = ("When and where does {phrase} {action}? Give the time span as <start - end seconds> and, "
                        "at a few times <t seconds>, its box as bbox_2d [x1, y1, x2, y2] on a 0..1000 grid.")
-TASKS = ("dense_caption", "segment_caption", "temporal_grounding", "spatio_temporal_grounding", "needle")
+NEEDLE_TASK = "needle"  # built by synth.needle, not from a video's rows
+
+
+@dataclass
+class VideoRows:
+    """What the builders see of one video: its `videos` row, its dense caption (rendered text), its
+    captioned segments (segment frames + caption, in time order) and its ground-truth grounding records."""
+
+    video: dict
+    dense: str | None = None
+    segments: list[dict] = field(default_factory=list)
+    grounding: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Draft:
+    """One sample before frames are picked: ``span`` is the clip shown (None: the whole video) and
+    ``segment_level`` selects the segment frame budget instead of the video one."""
+
+    task: str
+    key: str  # unique per (task, video): part of the sample id
+    prompt: str
+    answer: str
+    span: FrameSpan | None = None
+    segment_level: bool = False
+
+
+Builder = Callable[[VideoRows], list[Draft]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def task_builder(name: str) -> Callable[[Builder], Builder]:
+    def register(fn: Builder) -> Builder:
+        BUILDERS[name] = fn
+        return fn
+
+    return register
+
+
+# --- answers ---------------------------------------------------------------------------------------------
+
+
+def grounding_answer(start_s: float, end_s: float) -> str:
+    return render_span(start_s, end_s)
+
+
+def st_grounding_answer(phrase: str, start_s: float, end_s: float, boxes: list[dict], max_boxes: int = 4) -> str:
+    """``{"phrase": ..., "time": "<a - b seconds>", "boxes": [{"time": "<t seconds>", "bbox_2d": [...]}]}``."""
+    step = max(1, -(-len(boxes) // max_boxes))
+    picked = boxes[::step][:max_boxes]
+    return json.dumps({"phrase": phrase, "time": render_span(start_s, end_s),
+                       "boxes": [{"time": render_time(b["t_s"]), "bbox_2d": [b["x1"], b["y1"], b["x2"], b["y2"]]}
+                                 for b in picked]})
+
+
+def segment_answer(seg: dict) -> str:
+    return f"{render_span(seg['start_s'], seg['end_s'])} {seg['summary'].strip().rstrip('.')}. {seg['details']}"
+
+
+# --- builders ----------------------------------------------------------------------------------------------
+
+
+@task_builder("dense_caption")
+def dense_caption(rows: VideoRows) -> list[Draft]:
+    return [Draft("dense_caption", "all", DENSE_PROMPT, rows.dense)] if rows.dense else []
+
+
+@task_builder("segment_caption")
+def segment_caption(rows: VideoRows) -> list[Draft]:
+    fps = rows.video["fps"]
+    return [Draft("segment_caption", seg["segment_id"], SEGMENT_PROMPT, segment_answer(seg),
+                  FrameSpan(seg["start_frame"], seg["end_frame"], fps), segment_level=True)
+            for seg in rows.segments]
+
+
+def _grounding_key(g: dict) -> str:
+    return f"{g['phrase']}@{g['start_s']:.3f}"
+
+
+@task_builder("temporal_grounding")
+def temporal_grounding(rows: VideoRows) -> list[Draft]:
+    return [Draft("temporal_grounding", _grounding_key(g), GROUNDING_PROMPT.format(**g),
+                  grounding_answer(g["start_s"], g["end_s"])) for g in rows.grounding]
+
+
+@task_builder("spatio_temporal_grounding")
+def spatio_temporal_grounding(rows: VideoRows) -> list[Draft]:
+    return [Draft("spatio_temporal_grounding", _grounding_key(g), ST_GROUNDING_PROMPT.format(**g),
+                  st_grounding_answer(g["phrase"], g["start_s"], g["end_s"], g["boxes"]))
+            for g in rows.grounding if g["boxes"]]
+
+
+TASKS = (*BUILDERS, NEEDLE_TASK)
+
+
+# --- drafts -> sample rows ---------------------------------------------------------------------------------
 
 
 def assign_split(video_id: str, val_pct: int = 10, test_pct: int = 10) -> str:
@@ -36,29 +137,42 @@ def messages_json(prompt: str, answer: str) -> str:
     return json.dumps([user_video_message(prompt), assistant_message(answer)])
 
 
-def grounding_answer(start_s: float, end_s: float) -> str:
-    return render_seconds(start_s, end_s)
+def clip_sample(video: dict, draft: Draft, policy: FramePolicy, split: str | None = None) -> dict:
+    """A `samples` row without token counts: frames picked inside the draft's clip, times from frames."""
+    span = draft.span or FrameSpan(0, video["n_frames"], video["fps"])
+    idx = sample_indices(span.start_frame, span.end_frame, span.fps, policy)
+    return dict(
+        sample_id=stable_id(draft.task, video["video_id"], draft.key), task=draft.task, video_id=video["video_id"],
+        uri=video["uri"], clip_start_s=span.start_s, clip_end_s=span.end_s, clip_start_frame=span.start_frame,
+        clip_end_frame=span.end_frame, video_n_frames=video["n_frames"], frame_indices=idx, fps=video["fps"],
+        messages=messages_json(draft.prompt, draft.answer), domain=video["domain"],
+        split=split or assign_split(video["video_id"]), code_version=CODE_VERSION,
+    )
 
 
-def st_grounding_answer(phrase: str, start_s: float, end_s: float, boxes: list[dict], max_boxes: int = 4) -> str:
-    """``{"phrase": ..., "time": "<a - b seconds>", "boxes": [{"time": "<t seconds>", "bbox_2d": [...]}]}``."""
-    step = max(1, -(-len(boxes) // max_boxes))
-    picked = boxes[::step][:max_boxes]
-    return json.dumps({"phrase": phrase, "time": render_seconds(start_s, end_s),
-                       "boxes": [{"time": f"<{b['t_s']:.1f} seconds>", "bbox_2d": [b["x1"], b["y1"], b["x2"], b["y2"]]}
-                                 for b in picked]})
-
-
-def segment_answer(seg: dict) -> str:
-    return f"{render_seconds(seg['start_s'], seg['end_s'])} {seg['summary'].strip().rstrip('.')}. {seg['details']}"
+def count_tokens(processor, sample: dict, draft: Draft, video: dict) -> dict:
+    """The sample with its text and visual token counts (what mixtures balance and batches are planned on)."""
+    sample["n_text_tokens"] = len(processor.tokenizer(draft.prompt + draft.answer)["input_ids"])
+    sample["n_visual_tokens"] = visual_tokens(processor, len(sample["frame_indices"]), video["height"], video["width"])
+    return sample
 
 
 @dataclass
 class TasksStage(Stage):
+    """Builds every registered task kind for each video that has a dense caption.
+
+    Fields: ``model_id`` the processor used to count tokens (and the caption model unless ``caption_model``
+    is set); ``caption_model`` whose captions and dense captions the samples use; ``frames`` the frame
+    budget of whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run
+    (empty: all of them).
+    """
+
     model_id: str = ""
     caption_model: str = ""
     frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=32))
     segment_frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))
+    tasks: tuple[str, ...] = ()
+    batch_size: int = 32  # videos per batch: the batch's inputs come in one query per table
     name = "tasks"
     inputs = ("videos", "segments", "captions", "dense_captions", "grounding")
     output = "samples"
@@ -66,15 +180,23 @@ class TasksStage(Stage):
     def setup(self, ds: Dataset) -> None:
         from model.loader import load_processor
 
+        unknown = [t for t in self.tasks if t not in BUILDERS]
+        if unknown:
+            raise ValueError(f"unknown task kinds {unknown}; known: {', '.join(BUILDERS)}")
         self.processor = load_processor(self.model_id)
+
+    @property
+    def source_model(self) -> str:
+        return model_key(self.caption_model or self.model_id)
 
     def items(self, ds: Dataset) -> list[dict]:
         """Videos with a dense caption from the caption model; others wait instead of being marked done."""
-        model = model_key(self.caption_model or self.model_id)
-        ready = set(ds.sql("SELECT video_id FROM dense_captions WHERE model = ?", [model]).column("video_id").to_pylist())
+        ready = set(ds.sql("SELECT video_id FROM dense_captions WHERE model = ?", [self.source_model])
+                    .column("video_id").to_pylist())
         videos = [v for v in ds.rows("videos") if v["domain"] not in EVAL_ONLY_DOMAINS]
         if len(ready) < len(videos):
-            log.warning("tasks: %d videos wait for their dense caption (model %s)", len(videos) - len(ready), model)
+            log.warning("tasks: %d videos wait for their dense caption (model %s)", len(videos) - len(ready),
+                        self.source_model)
         return [dict(v, item_id=v["video_id"]) for v in videos if v["video_id"] in ready]
 
     def done_ids(self, ds: Dataset) -> set[str]:
@@ -82,41 +204,38 @@ class TasksStage(Stage):
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         rows = []
-        model = model_key(self.caption_model or self.model_id)
-        for v in batch:
-            vid = [v["video_id"]]
-            dense = ds.sql("SELECT rendered FROM dense_captions WHERE video_id = ? AND model = ?",
-                           vid + [model]).column("rendered").to_pylist()
-            segs = ds.sql("SELECT s.start_frame, s.end_frame, s.segment_id, c.start_s, c.end_s, c.summary, c.details "
-                          "FROM captions c JOIN segments s USING (segment_id) WHERE c.video_id = ? AND c.model = ? "
-                          "ORDER BY s.start_frame", vid + [model]).to_pylist()
-            truth = ds.sql("SELECT phrase, action, start_s, end_s, boxes FROM grounding WHERE video_id = ? "
-                           "AND source = 'ground_truth' AND phrase <> '' ORDER BY start_s", vid).to_pylist()
-            if dense:
-                rows.append(self._sample(v, "dense_caption", DENSE_PROMPT, dense[0], "all"))
-            for seg in segs:
-                rows.append(self._sample(v, "segment_caption", SEGMENT_PROMPT, segment_answer(seg), seg["segment_id"],
-                                         span=(seg["start_frame"], seg["end_frame"]), policy=self.segment_frames))
-            for g in truth:
-                key = f"{g['phrase']}@{g['start_s']:.3f}"
-                rows.append(self._sample(v, "temporal_grounding", GROUNDING_PROMPT.format(**g),
-                                         grounding_answer(g["start_s"], g["end_s"]), key))
-                if g["boxes"]:
-                    rows.append(self._sample(v, "spatio_temporal_grounding", ST_GROUNDING_PROMPT.format(**g),
-                                             st_grounding_answer(g["phrase"], g["start_s"], g["end_s"], g["boxes"]), key))
+        for inputs in fetch_video_rows(ds, batch, self.source_model):
+            for name in self.tasks or tuple(BUILDERS):
+                drafts = BUILDERS[name](inputs)
+                rows += [self.sample(inputs.video, d) for d in drafts]
+                stats.add(name, len(drafts))
         stats.add("samples", len(rows))
         return rows
 
-    def _sample(self, v: dict, task: str, prompt: str, answer: str, key: str, span: tuple[int, int] | None = None,
-                policy: FramePolicy | None = None, split: str | None = None) -> dict:
-        a, b = span or (0, v["n_frames"])
-        idx = sample_indices(a, b, v["fps"], policy or self.frames)
-        return dict(
-            sample_id=stable_id(task, v["video_id"], key), task=task, video_id=v["video_id"], uri=v["uri"],
-            clip_start_s=a / v["fps"], clip_end_s=b / v["fps"], frame_indices=idx, fps=v["fps"],
-            messages=messages_json(prompt, answer), domain=v["domain"], split=split or assign_split(v["video_id"]),
-            n_text_tokens=len(self.processor.tokenizer(prompt + answer)["input_ids"]),
-            n_visual_tokens=visual_tokens(self.processor, len(idx), v["height"], v["width"]), code_version=CODE_VERSION,
-        )
+    def sample(self, video: dict, draft: Draft, split: str | None = None) -> dict:
+        policy = self.segment_frames if draft.segment_level else self.frames
+        return count_tokens(self.processor, clip_sample(video, draft, policy, split), draft, video)
 
 
+def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoRows]:
+    """The builders' inputs for a batch of videos: one query per table, grouped by video."""
+    ids = [v["video_id"] for v in videos]
+    dense = {r["video_id"]: r["rendered"] for r in ds.sql(
+        "SELECT video_id, rendered FROM dense_captions WHERE model = ? AND list_contains(?, video_id)",
+        [model, ids]).to_pylist()}
+    segments = _grouped(ds.sql(
+        "SELECT c.video_id, s.start_frame, s.end_frame, s.segment_id, c.start_s, c.end_s, c.summary, c.details "
+        "FROM captions c JOIN segments s USING (segment_id) WHERE c.model = ? AND list_contains(?, c.video_id) "
+        "ORDER BY c.video_id, s.start_frame", [model, ids]).to_pylist())
+    grounding = _grouped(ds.sql(
+        "SELECT video_id, phrase, action, start_s, end_s, boxes FROM grounding WHERE source = 'ground_truth' "
+        "AND list_contains(?, video_id) ORDER BY video_id, start_s, phrase", [ids]).to_pylist())
+    return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []))
+            for v in videos]
+
+
+def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["video_id"], []).append(r)
+    return out

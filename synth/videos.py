@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curation.times import frame_s
+
 PALETTE = {
     "red": (220, 40, 40),
     "green": (40, 200, 60),
@@ -170,10 +172,10 @@ def _plan_shape(rng, k, s, e, fps, w, h, fade_len):
         y = int(round(start_xy[1] + a * (end_xy[1] - start_xy[1])))
         return x, y, x + side_px, y + side_px
 
-    track = ShapeTrack(f"the {color_name} {kind}", ACTIONS[side], t0 / fps, t1 / fps)
+    track = ShapeTrack(f"the {color_name} {kind}", ACTIONS[side], frame_s(t0, fps), frame_s(t1, fps))
     for f in range(t0, t1, max(1, int(fps // 2))):  # boxes at 2 per second
         x1, y1, x2, y2 = box_at(f)
-        track.boxes.append(dict(t_s=f / fps, x1=_grid(x1, w), y1=_grid(y1, h), x2=_grid(x2, w), y2=_grid(y2, h)))
+        track.boxes.append(dict(t_s=frame_s(f, fps), x1=_grid(x1, w), y1=_grid(y1, h), x2=_grid(x2, w), y2=_grid(y2, h)))
     return {"kind": kind, "color": PALETTE[color_name], "box_at": box_at, "track": track}
 
 

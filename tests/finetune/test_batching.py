@@ -5,7 +5,9 @@ import pytest
 
 from finetune.config import TrainConfig
 from finetune.data import Position, RankBatches, global_stream, plan_batches
-from finetune.evaluate import accuracy_grid, grounding_summary, parse_span, temporal_iou
+from curation.times import parse_span
+from finetune.evaluate import accuracy_grid, grounding_summary
+from synth.metrics import temporal_iou
 from finetune.modules import group_of
 from finetune.train import lr_scale
 

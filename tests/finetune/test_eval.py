@@ -7,7 +7,8 @@ import pytest
 from densevid.cli import EXIT_OK, EXIT_USAGE, main
 from finetune import evaluate
 from finetune.evaluate import EvalConfig, answer_text, run_eval
-from finetune.needle import COLOURS, needle_rows
+from synth.needle import COLOURS, needle_rows, needle_truth
+from synth.videos import PALETTE
 from model.loader import load_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -83,10 +84,10 @@ def test_needle_videos_show_the_needle_in_the_sampled_frames(tmp_path):
     rows = needle_rows(tmp_path, durations_s=(16.0,), depths=(0.0, 0.5, 1.0), trials=1)
     for r in rows:
         frames = read_frames(r["uri"], r["frame_indices"]).astype(int)
-        target = COLOURS[r["colour"]]
+        target = PALETTE[r["colour"]]
         hits = [f for f in frames if abs(f[2, 2] - target).max() < 40]  # the corner is the needle colour
         assert len(hits) >= 2, (r["sample_id"], len(hits))
-        truth = json.loads((tmp_path / f"{r['sample_id']}.json").read_text())
+        truth = needle_truth(r["uri"])
         assert truth["depth"] == r["depth"] and truth["colour"] == r["colour"]
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from synth.eval_grounding import box_iou, evaluate_dataset, score_grounding, temporal_iou
+from synth.eval_grounding import evaluate_dataset, score_grounding
+from synth.metrics import box_iou, temporal_iou
 
 
 def _rec(video, s, e, boxes=()):
