@@ -83,6 +83,11 @@ def render_time(t_s: float, style: str = "seconds") -> str:
     return f"<{t_s:.1f} seconds>"
 
 
+# How prompts tell the model the answer format, in the same words the renderers write.
+SPAN_HINT = "<start - end seconds>"
+TIME_HINT = "<t seconds>"
+
+
 def _check_style(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"time style {style!r} is unknown; choose one of {', '.join(STYLES)}")

@@ -15,7 +15,7 @@ from curation.frames import FramePolicy
 from curation.jobs import Stage, Stats
 from curation.stages import video_row
 from curation.store import Dataset
-from curation.times import FrameSpan, render_span
+from curation.times import SPAN_HINT, FrameSpan, render_span
 from curation.video import content_id, probe
 from synth.tasks import NEEDLE_TASK, Draft, TasksStage, clip_sample
 from synth.videos import PALETTE, read_truth, render_video, write_truth
@@ -29,7 +29,7 @@ NEEDLE_SIZE = (160, 128)
 NEEDLE_FRAMES = FramePolicy(max_frames=32)
 
 NEEDLE_PROMPT = ("Somewhere in this video the whole frame turns one colour for a moment, with a white disc in the "
-                 "middle. When does it happen and which colour is it? Answer as <start - end seconds> colour.")
+                 f"middle. When does it happen and which colour is it? Answer as {SPAN_HINT} colour.")
 COLOURS = tuple(PALETTE)
 
 

@@ -20,15 +20,15 @@ from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
 from curation.jobs import Stage, Stats, log
 from curation.store import Dataset, stable_id
-from curation.times import FrameSpan, render_span, render_time
+from curation.times import SPAN_HINT, TIME_HINT, FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens
 from model.loader import model_key
 
-DENSE_PROMPT = "Describe this video in detail. For each event give its time span as <start - end seconds>."
+DENSE_PROMPT = f"Describe this video in detail. For each event give its time span as {SPAN_HINT}."
 SEGMENT_PROMPT = "Describe what happens in this clip: its time span, the main event, then people, objects, background and actions."
-GROUNDING_PROMPT = "When does {phrase} {action}? Answer with the time span as <start - end seconds>."
-ST_GROUNDING_PROMPT = ("When and where does {phrase} {action}? Give the time span as <start - end seconds> and, "
-                       "at a few times <t seconds>, its box as bbox_2d [x1, y1, x2, y2] on a 0..1000 grid.")
+GROUNDING_PROMPT = "When does {phrase} {action}? Answer with the time span as " + SPAN_HINT + "."
+ST_GROUNDING_PROMPT = ("When and where does {phrase} {action}? Give the time span as " + SPAN_HINT + " and, "
+                       "at a few times " + TIME_HINT + ", its box as bbox_2d [x1, y1, x2, y2] on a 0..1000 grid.")
 NEEDLE_TASK = "needle"  # built by synth.needle, not from a video's rows
 
 
