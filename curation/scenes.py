@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import logging
@@ -15,10 +15,13 @@ logging.getLogger("pyscenedetect").setLevel(logging.WARNING)  # one INFO line pe
 
 @dataclass(frozen=True)
 class SegmentPolicy:
-    min_segment_s: float = 2.0
-    max_segment_s: float = 30.0
-    trim_s: float = 0.25
-    fallback_window_s: float = 10.0
+    """How cuts become segments (see ``segments_from_cuts``); each field's ``help`` is its meaning."""
+
+    min_segment_s: float = field(default=2.0, metadata={"help": "shorter scenes merge into their shorter neighbour"})
+    max_segment_s: float = field(default=30.0, metadata={"help": "longer scenes are cut into equal windows"})
+    trim_s: float = field(default=0.25, metadata={"help": "removed at each cut so transition frames are not captioned"})
+    fallback_window_s: float = field(default=10.0,
+                                     metadata={"help": "a video without any cut is split into windows of this length"})
 
     def problems(self) -> list[str]:
         out = []
@@ -92,15 +95,22 @@ def _trim(spans: list[tuple[int, int]], trim: int, cuts: set[int]) -> list[tuple
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    detector: str = "content+threshold"
-    threshold: float = 27.0
-    fade_threshold: float = 12.0
-    min_scene_len_frames: int = 8
-    downscale: int = 0  # 0: PySceneDetect picks a factor from the width
-    frame_skip: int = 0
+    """Which scene detector runs and its parameters; each field's ``help`` is its meaning."""
 
     DETECTORS = ("content", "adaptive", "threshold", "content+threshold", "transnetv2")
-    transnet_threshold: float = 0.5
+
+    detector: str = field(default="content+threshold", metadata={
+        "choices": DETECTORS, "help": "content (hard cuts), adaptive, threshold (fades to/from black), "
+        "content+threshold (both in one decoding pass) or transnetv2 (pip install 'densevid[transnet]')"})
+    threshold: float = field(default=27.0, metadata={"help": "content detector threshold"})
+    fade_threshold: float = field(default=12.0, metadata={
+        "help": "threshold detector: mean brightness under which a frame counts as black"})
+    min_scene_len_frames: int = field(default=8, metadata={"help": "shortest scene a detector reports, in frames"})
+    downscale: int = field(default=0, metadata={  # 0: PySceneDetect picks a factor from the width
+        "help": "integer factor frames are shrunk by before detection (0: auto, about 256 pixels wide)"})
+    frame_skip: int = field(default=0, metadata={"help": "detect on every (N+1)th frame only (faster, less exact)"})
+    transnet_threshold: float = field(default=0.5, metadata={
+        "help": "transnetv2: cut probability above which a frame starts a new scene"})
 
     def problems(self) -> list[str]:
         out = []

@@ -3,54 +3,88 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
 
 from curation.video import VideoError
 from densevid import train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 
 
 def _add_data(p, required=True):
     p.add_argument("--data", type=Path, required=required, help="dataset directory (Parquet tables + catalog)")
 
 
-def _add_pipeline_args(p, stage: str):
-    _add_data(p)
+# --- config dataclass <-> flags ---------------------------------------------------------------------------
+
+
+def add_config_flags(p, cls, stages: tuple[str, ...], prefix: str = "") -> None:
+    """One flag per field of ``cls`` used by any of ``stages`` (its metadata ``stages``; a nested config's
+    fields follow their parent); help, default, type and choices come from the field."""
+    for f, typ in _config_fields(cls):
+        if not set(f.metadata.get("stages", stages)) & set(stages):
+            continue
+        if dataclasses.is_dataclass(typ):
+            add_config_flags(p, typ, stages, prefix + f.name + ".")
+        else:
+            p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=prefix + f.name,
+                           **_flag_options(f, typ))
+
+
+def config_from_args(cls, args, prefix: str = ""):
+    """``cls`` filled from parsed flags (see ``add_config_flags``); a field without a flag keeps its default."""
+    kwargs = {}
+    for f, typ in _config_fields(cls):
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = config_from_args(typ, args, prefix + f.name + ".")
+        elif hasattr(args, prefix + f.name):
+            value = getattr(args, prefix + f.name)
+            kwargs[f.name] = tuple(value) if typing.get_origin(typ) is tuple else value
+    return cls(**kwargs)
+
+
+def _config_fields(cls):
+    """(field, type) pairs, ``X | None`` read as ``X``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if isinstance(typ, types.UnionType):
+            typ = next(t for t in typing.get_args(typ) if t is not type(None))
+        yield f, typ
+
+
+def _flag_options(f, typ) -> dict:
+    meta = f.metadata
+    if f.default is dataclasses.MISSING:
+        return dict(type=typ, required=True, help=meta["help"])
+    if typ is bool:
+        return dict(action="store_true", default=f.default, help=meta["help"])
+    text = meta["help"] + (f" (default {_shown(f.default)})" if f.default not in (None, ()) else "")
+    metavar = meta.get("metavar", f.name.upper())
+    if meta.get("repeat"):
+        return dict(action="append", default=list(f.default), metavar=metavar, help=text)
+    if "choices" in meta:  # listed, not enforced: PipelineConfig.problems reports every bad value at once
+        metavar = "{" + ",".join(meta["choices"]) + "}"
+    if typing.get_origin(typ) is tuple:  # numbers as one comma-separated list
+        return dict(type=train_cli.comma_floats, default=f.default, metavar="X,Y,...", help=text)
+    return dict(type=typ, default=f.default, metavar=metavar, help=text)
+
+
+def _shown(value) -> str:
+    return train_cli.commas(value) if isinstance(value, tuple) else str(value)
+
+
+def _add_stage_parser(sub, name: str, stages: tuple[str, ...], summary: str) -> None:
+    p = sub.add_parser(name, help=summary)
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    p.add_argument("--workers", type=int, default=1, help="processes for CPU stages (ingest, split)")
-    p.add_argument("--shard", default=None, help="i/n: process only shard i of n (for cluster schedulers)")
-    if stage in ("ingest", "run"):
-        p.add_argument("--videos", type=Path, required=True, help="folder of videos; subfolders name domains")
-        p.add_argument("--manifest", type=Path, default=None,
-                       help="CSV/JSONL/Parquet with uri and any of domain, source, license")
-        p.add_argument("--domain-rule", action="append", default=[], metavar="GLOB=DOMAIN",
-                       help="label matching paths, e.g. '*/ego/*=egocentric' (repeatable)")
-    if stage in ("caption", "ground", "tasks", "dense", "run"):
-        p.add_argument("--model", default=None, help="hub id or local dir (default Qwen/Qwen3-VL-2B-Instruct)")
-        p.add_argument("--caption-frames", type=int, default=16, help="max frames per segment (even)")
-        p.add_argument("--sample-frames", type=int, default=64, help="max frames per training sample (even)")
-        p.add_argument("--batch-size", type=int, default=4)
-        p.add_argument("--max-new-tokens", type=int, default=512)
-        p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
-                       help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
-        p.add_argument("--renderer", choices=("seconds", "hms"), default="seconds",
-                       help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
-        p.add_argument("--storyline", action="store_true",
-                       help="dense: let the model rewrite each video's entries as one story (spans checked)")
-    if stage in ("split", "run"):
-        p.add_argument("--detector", default="content+threshold",
-                       help="content | adaptive | threshold | content+threshold")
-        p.add_argument("--threshold", type=float, default=27.0, help="content detector threshold")
-        p.add_argument("--fade-threshold", type=float, default=12.0, help="threshold detector: mean brightness")
-        p.add_argument("--downscale", type=int, default=0, help="integer downscale before detection (0: auto)")
-        p.add_argument("--frame-skip", type=int, default=0, help="detect on every (N+1)th frame")
-        p.add_argument("--fallback-window-s", type=float, default=10.0, help="window length when no cut is found")
-        p.add_argument("--min-segment-s", type=float, default=2.0)
-        p.add_argument("--max-segment-s", type=float, default=30.0)
-        p.add_argument("--trim-s", type=float, default=0.25)
+    add_config_flags(p, PipelineConfig, stages)
+    p.set_defaults(pipeline_stages=stages)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,9 +94,9 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline offline on generated videos with a tiny model")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--train-steps", type=int, default=12)
-    for name in ("ingest", "split", "caption", "dense", "ground", "tasks", "run"):
-        _add_pipeline_args(sub.add_parser(name, help=f"run the {name} stage" if name != "run" else
-                                          "ingest through tasks in one go"), name)
+    for name in STAGES:
+        _add_stage_parser(sub, name, (name,), f"run the {name} stage")
+    _add_stage_parser(sub, "run", STAGES, f"{STAGES[0]} through {STAGES[-1]} in one go")
     sql = sub.add_parser("sql", help="query the catalog read-only")
     _add_data(sql)
     sql.add_argument("query")
@@ -84,33 +118,11 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _pipeline_config(args, stages):
-    from curation.scenes import DetectorConfig, SegmentPolicy
-    from densevid.pipeline import PipelineConfig
-    from model.loader import DEFAULT_MODEL
-
-    kw = dict(data=args.data, videos=getattr(args, "videos", None), model=getattr(args, "model", None) or DEFAULT_MODEL)
-    if hasattr(args, "detector"):
-        kw["detector"] = DetectorConfig(detector=args.detector, threshold=args.threshold,
-                                        fade_threshold=args.fade_threshold, downscale=args.downscale,
-                                        frame_skip=args.frame_skip)
-        kw["policy"] = SegmentPolicy(min_segment_s=args.min_segment_s, max_segment_s=args.max_segment_s,
-                                     trim_s=args.trim_s, fallback_window_s=args.fallback_window_s)
-    if hasattr(args, "manifest"):
-        kw["manifest"], kw["domain_rules"] = args.manifest, tuple(args.domain_rule)
-    for name in ("caption_frames", "sample_frames", "batch_size", "max_new_tokens", "workers", "shard", "storyline", "backend",
-                 "renderer"):
-        if hasattr(args, name):
-            kw[name] = getattr(args, name)
-    return PipelineConfig(**kw)
-
-
-def cmd_stages(args, stages) -> int:
-    from densevid.pipeline import run_pipeline
+def cmd_stages(args) -> int:
     from densevid.summary import print_stage_summary
 
-    cfg = _pipeline_config(args, stages)
-    results = run_pipeline(cfg, stages, progress=not args.quiet)
+    cfg = config_from_args(PipelineConfig, args)
+    results = run_pipeline(cfg, args.pipeline_stages, progress=not args.quiet)
     print_stage_summary(results)
     return EXIT_SOME_FAILED if any(r.n_failed for r in results) else EXIT_OK
 
@@ -178,12 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             from densevid.demo import run_demo
 
             return run_demo(args.out, train_steps=args.train_steps, progress=not args.quiet)
-        if args.cmd == "run":
-            from densevid.pipeline import STAGES
-
-            return cmd_stages(args, STAGES)
-        if args.cmd in ("ingest", "split", "caption", "dense", "ground", "tasks"):
-            return cmd_stages(args, (args.cmd,))
+        if hasattr(args, "pipeline_stages"):  # a stage subcommand or run
+            return cmd_stages(args)
         if args.cmd == "sql":
             return cmd_sql(args)
         if args.cmd == "mix":

@@ -1,8 +1,9 @@
-"""Pipeline config and the ordered list of stages; the CLI only fills the config."""
+"""Pipeline config and the ordered list of stages; the CLI flags of the stage subcommands come from the
+config's fields."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 from curation.domains import parse_rule
@@ -11,37 +12,65 @@ from curation.jobs import Stats, parse_shard, run_stage
 from curation.scenes import DetectorConfig, SegmentPolicy
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
+from curation.times import STYLES
 from model.loader import DEFAULT_MODEL
 from model.structured import Decoding
 from synth.captions import CaptionStage
 from synth.dense import DenseStage
 from synth.grounding import GroundStage, GroundTruthStage
-from synth.needle import NeedleStage
+from synth.needle import NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NeedleStage
 from synth.tasks import TasksStage
 
 STAGES = ("ingest", "split", "caption", "dense", "ground", "tasks")
+BACKENDS = ("transformers", "vllm")
+_MODEL_STAGES = ("caption", "dense", "ground", "tasks")
+_GENERATE_STAGES = ("caption", "ground")
+
+
+def option(default=MISSING, *, help: str, stages: tuple[str, ...] = STAGES, factory=MISSING, **cli):
+    """A config field that is also a flag of the subcommands running any of ``stages`` (``run`` runs them all).
+
+    ``cli`` may hold ``choices`` (listed in the help; ``problems`` checks them, so every mistake is reported
+    at once), ``flag`` (a spelling other than ``--field-name``), ``repeat`` (the flag is given once per value)
+    and ``metavar``. A nested config (``factory``) turns each of its own fields into a flag.
+    """
+    return field(default=default, default_factory=factory, metadata=dict(help=help, stages=stages, **cli))
 
 
 @dataclass
 class PipelineConfig:
-    data: Path
-    videos: Path | None = None
-    model: str = DEFAULT_MODEL
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    policy: SegmentPolicy = field(default_factory=SegmentPolicy)
-    caption_frames: int = 16
-    sample_frames: int = 64
-    batch_size: int = 4
-    max_new_tokens: int = 512
-    workers: int = 1
-    storyline: bool = False
-    renderer: str = "seconds"
-    backend: str = "transformers"
-    shard: str | None = None
-    needle_durations_s: tuple[float, ...] = (20.0, 40.0)
-    needle_depths: tuple[float, ...] = (0.1, 0.5, 0.9)
-    manifest: Path | None = None
-    domain_rules: tuple[str, ...] = ()
+    """What the stages read: where the data goes, which model, and each stage's knobs.
+
+    Every field is a flag of the stage subcommands that use it (its metadata: ``help`` and ``stages``);
+    ``detector`` and ``policy`` are the split stage's scene detection and cut-to-segment policy.
+    """
+
+    data: Path = option(help="dataset directory (Parquet tables + catalog)")
+    workers: int = option(1, help="processes for CPU stages (ingest, split)")
+    shard: str | None = option(None, help="i/n: process only shard i of n (for cluster schedulers)")
+    videos: Path | None = option(None, stages=("ingest",), help="folder of videos; subfolders name domains")
+    manifest: Path | None = option(None, stages=("ingest",),
+                                   help="CSV/JSONL/Parquet with uri and any of domain, source, license")
+    domain_rules: tuple[str, ...] = option((), stages=("ingest",), flag="--domain-rule", repeat=True,
+                                           metavar="GLOB=DOMAIN",
+                                           help="label matching paths, e.g. '*/ego/*=egocentric' (repeatable)")
+    model: str = option(DEFAULT_MODEL, stages=_MODEL_STAGES, help="hub id or local dir")
+    caption_frames: int = option(16, stages=("caption", "ground", "tasks"), help="max frames per segment (even)")
+    sample_frames: int = option(64, stages=("tasks",), help="max frames per training sample (even)")
+    batch_size: int = option(4, stages=_GENERATE_STAGES, help="segments per generate call")
+    max_new_tokens: int = option(512, stages=_GENERATE_STAGES, help="most tokens generated per segment")
+    backend: str = option("transformers", stages=_GENERATE_STAGES, choices=BACKENDS,
+                          help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
+    renderer: str = option("seconds", stages=("dense",), choices=STYLES,
+                           help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
+    storyline: bool = option(False, stages=("dense",),
+                             help="let the model rewrite each video's entries as one story (spans checked)")
+    needle_durations_s: tuple[float, ...] = option(NEEDLE_DURATIONS_S, stages=("tasks",), flag="--needle-durations",
+                                                   help="needle haystack lengths in seconds (empty: no haystacks)")
+    needle_depths: tuple[float, ...] = option(NEEDLE_DEPTHS, stages=("tasks",),
+                                              help="needle positions as fractions of the haystack")
+    detector: DetectorConfig = option(factory=DetectorConfig, stages=("split",), help="scene detection")
+    policy: SegmentPolicy = option(factory=SegmentPolicy, stages=("split",), help="cuts to segments")
 
     def problems(self, stages: tuple[str, ...]) -> list[str]:
         out = self.detector.problems() + self.policy.problems()
@@ -53,8 +82,10 @@ class PipelineConfig:
             out.append(str(e))
         if self.manifest and not Path(self.manifest).exists():
             out.append(f"--manifest {self.manifest} not found")
-        if self.backend not in ("transformers", "vllm"):
-            out.append(f"--backend {self.backend!r}: choose transformers or vllm")
+        if self.backend not in BACKENDS:
+            out.append(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.renderer not in STYLES:
+            out.append(f"--renderer {self.renderer!r}: choose one of {', '.join(STYLES)}")
         if self.workers < 1:
             out.append(f"--workers {self.workers} must be >= 1")
         try:

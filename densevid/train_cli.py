@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -27,17 +28,26 @@ def add_parsers(sub) -> None:
     merge.add_argument("adapter", type=Path, help="LoRA output folder (or a checkpoint's model/ folder)")
     merge.add_argument("out", type=Path)
 
-    ev = sub.add_parser("eval", help="temporal grounding mIoU / R@IoU and a needle-in-a-haystack heatmap")
+    _eval_parser(sub.add_parser("eval", help="temporal grounding mIoU / R@IoU and a needle-in-a-haystack heatmap"))
+
+
+def _eval_parser(ev) -> None:
+    """Flags of `densevid eval`; their defaults are EvalConfig's."""
+    from finetune.evaluate import EvalConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(EvalConfig)}
     ev.add_argument("--model", required=True, help="hub id, local checkpoint, adapter folder or merged folder")
     ev.add_argument("--mixture", type=Path, default=None, help="mixture folder with held-out samples")
     ev.add_argument("--data", type=Path, default=None, help="dataset folder: samples of --split are used")
-    ev.add_argument("--split", default="test")
+    ev.add_argument("--split", default=default["split"])
     ev.add_argument("--out", type=Path, default=None, help="folder for eval.json and needle_heatmap.png")
-    ev.add_argument("--max-samples", type=int, default=200)
+    ev.add_argument("--max-samples", type=int, default=default["max_samples"])
     ev.add_argument("--needle", action="store_true", help="also generate and score a needle-in-a-haystack grid")
-    ev.add_argument("--needle-durations", default="8,16,32", help="haystack lengths in seconds")
-    ev.add_argument("--needle-depths", default="0.1,0.5,0.9", help="needle positions as fractions of the video")
-    ev.add_argument("--needle-trials", type=int, default=2, help="videos per grid cell")
+    ev.add_argument("--needle-durations", type=comma_floats, default=default["needle_durations"], metavar="X,Y,...",
+                    help=f"haystack lengths in seconds (default {commas(default['needle_durations'])})")
+    ev.add_argument("--needle-depths", type=comma_floats, default=default["needle_depths"], metavar="X,Y,...",
+                    help=f"needle positions as fractions of the video (default {commas(default['needle_depths'])})")
+    ev.add_argument("--needle-trials", type=int, default=default["needle_trials"], help="videos per grid cell")
 
 
 def dispatch(args) -> int | None:
@@ -110,7 +120,7 @@ def cmd_eval(args) -> int:
 
     cfg = EvalConfig(model=args.model, mixture=str(args.mixture or ""), data=str(args.data or ""), split=args.split,
                      out=str(args.out or ""), max_samples=args.max_samples, needle=args.needle,
-                     needle_durations=_floats(args.needle_durations), needle_depths=_floats(args.needle_depths),
+                     needle_durations=args.needle_durations, needle_depths=args.needle_depths,
                      needle_trials=args.needle_trials)
     report = run_eval(cfg)
     brief = {k: {kk: vv for kk, vv in v.items() if kk != "items"} for k, v in report.items() if isinstance(v, dict)
@@ -119,8 +129,13 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def comma_floats(text: str) -> tuple[float, ...]:
+    """``"8,16,32"`` -> ``(8.0, 16.0, 32.0)``; an empty text is an empty tuple."""
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r} (e.g. 8,16,32)") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r} (e.g. 8,16,32)") from None
+
+
+def commas(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)

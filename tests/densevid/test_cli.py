@@ -1,8 +1,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from densevid.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+import pytest
+
+from curation.scenes import DetectorConfig, SegmentPolicy
+from densevid.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, config_from_args, main, parser
+from densevid.pipeline import STAGES, PipelineConfig
 
 
 def test_sql_prints_json_and_csv(built_dataset, capsys):
@@ -60,3 +65,45 @@ def test_mix_rejects_values_that_would_break_the_sql(built_dataset, capsys):
     assert main(["mix", "--data", str(cfg.data), "--split", "te'st", "--name", "../x"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "split \"te'st\"" in err and "name '../x'" in err
+
+
+def _help(cmd, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    return capsys.readouterr().out
+
+
+def test_each_stage_subcommand_shows_the_flags_of_the_fields_it_uses(capsys):
+    split, caption, dense, run = (_help(c, capsys) for c in ("split", "caption", "dense", "run"))
+    assert "--detector {content,adaptive,threshold,content+threshold,transnetv2}" in split
+    assert "--min-segment-s" in split and "--model" not in split and "--videos" not in split
+    assert "--batch-size" in caption and "--backend" in caption and "--detector" not in caption
+    assert "--renderer {seconds,hms}" in dense and "--batch-size" not in dense and "--data" in dense
+    for flag in ("--videos", "--domain-rule", "--model", "--storyline", "--needle-durations", "--detector",
+                 "--transnet-threshold", "--trim-s", "--workers", "--shard"):
+        assert flag in run, flag
+
+
+def test_flags_fill_the_pipeline_config_and_default_to_its_fields():
+    assert config_from_args(PipelineConfig, parser().parse_args(["run", "--data", "d"])) == PipelineConfig(data=Path("d"))
+    args = parser().parse_args([
+        "run", "--data", "d", "--videos", "v", "--manifest", "m.csv", "--domain-rule", "*/a/*=a", "--domain-rule",
+        "*/b/*=b", "--workers", "2", "--shard", "0/2", "--model", "tiny", "--caption-frames", "8", "--sample-frames",
+        "32", "--batch-size", "2", "--max-new-tokens", "64", "--backend", "vllm", "--renderer", "hms", "--storyline",
+        "--needle-durations", "4,8", "--needle-depths", "", "--detector", "adaptive", "--threshold", "30",
+        "--fade-threshold", "10", "--downscale", "2", "--frame-skip", "1", "--min-scene-len-frames", "4",
+        "--fallback-window-s", "5", "--min-segment-s", "1", "--max-segment-s", "20", "--trim-s", "0", "-q"])
+    assert args.quiet and args.pipeline_stages == STAGES
+    assert config_from_args(PipelineConfig, args) == PipelineConfig(
+        data=Path("d"), videos=Path("v"), manifest=Path("m.csv"), domain_rules=("*/a/*=a", "*/b/*=b"), workers=2,
+        shard="0/2", model="tiny", caption_frames=8, sample_frames=32, batch_size=2, max_new_tokens=64,
+        backend="vllm", renderer="hms", storyline=True, needle_durations_s=(4.0, 8.0), needle_depths=(),
+        detector=DetectorConfig(detector="adaptive", threshold=30.0, fade_threshold=10.0, downscale=2, frame_skip=1,
+                                min_scene_len_frames=4),
+        policy=SegmentPolicy(min_segment_s=1.0, max_segment_s=20.0, trim_s=0.0, fallback_window_s=5.0))
+
+
+def test_a_bad_choice_is_reported_with_the_other_problems(tmp_path, capsys):
+    assert main(["dense", "--data", str(tmp_path / "d"), "--renderer", "iso", "--workers", "0"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--renderer 'iso': choose one of seconds, hms" in err and "--workers 0" in err
