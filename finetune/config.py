@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from model.loader import DEFAULT_MODEL
+
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 PRESETS = ("lora", "full", "s0-align", "s1-multimodal", "s2-long", "s3-ultralong")
 
@@ -62,7 +64,16 @@ class RopeOpts:
 
 @dataclass
 class TrainConfig:
-    model: str = "Qwen/Qwen3-VL-2B-Instruct"
+    """One training run, as a recipe YAML and ``key=value`` overrides give it.
+
+    ``model`` is the base (hub id or local dir) and ``mixture`` / ``val_mixture`` the folders `densevid mix`
+    wrote; adapters or weights, checkpoints and metrics go to ``output_dir``. ``method`` is lora or full;
+    ``vision``, ``merger`` and ``llm`` say which parts train and at what learning rate; the nested options
+    shape LoRA, batching, the optimizer and rope scaling. ``max_steps`` counts optimizer steps; ``*_every``
+    are in steps (0: never).
+    """
+
+    model: str = DEFAULT_MODEL
     mixture: str = ""
     val_mixture: str = ""
     output_dir: str = "runs/lora"
