@@ -127,13 +127,30 @@ def load_training_state(accelerator, model, optim, sched, ckpt: Path) -> dict:
 
 
 def load_adapter_weights(model, adapter_dir: Path) -> None:
-    from peft import set_peft_model_state_dict
+    """Every adapter parameter of ``model`` (LoRA weights, trained merger copies) from ``adapter_dir``, or a
+    ValueError naming the weights that are missing, unexpected or of another shape."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    result = set_peft_model_state_dict(model, load_file(adapter_dir / "adapter_model.safetensors"))
-    missing = [k for k in result.unexpected_keys]
-    if missing:
-        raise ValueError(f"{adapter_dir}: adapter weights do not fit this model ({missing[:3]} ...)")
+    saved = load_file(adapter_dir / "adapter_model.safetensors")
+    # save_embedding_layers=False: "auto" may ask the hub about the base model; embeddings are never adapted here
+    wanted = get_peft_model_state_dict(model, save_embedding_layers=False)
+    missing = sorted(wanted.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - wanted.keys())
+    reshaped = sorted(k for k in wanted.keys() & saved.keys() if wanted[k].shape != saved[k].shape)
+    if not (missing or unexpected or reshaped):
+        unexpected = sorted(set_peft_model_state_dict(model, saved).unexpected_keys)
+    if missing or unexpected or reshaped:
+        raise ValueError(_adapter_mismatch(adapter_dir, missing, unexpected, reshaped))
+
+
+def _adapter_mismatch(adapter_dir: Path, missing: list[str], unexpected: list[str], reshaped: list[str]) -> str:
+    parts = [f"{len(keys)} weights {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+             for what, keys in (("missing from the file", missing), ("in the file but not in the model", unexpected),
+                                ("of another shape", reshaped)) if keys]
+    return (f"{adapter_dir}: the adapter does not fit this model: " + "; ".join(parts) + ". Resume with the "
+            "LoRA settings it was saved with (model, lora.rank, vision.train, merger.train), or start afresh "
+            "with resume='' or another output_dir")
 
 
 def merge_lora(adapter_dir: str | Path, out_dir: str | Path) -> Path:
