@@ -1,5 +1,6 @@
 """Stages and the local executor: a stage maps a batch of input rows to output rows; the executor
-skips keys already written, writes atomically, records failures and reports counts and time."""
+skips items already done, writes atomically, records failures and items finished with nothing to write,
+and reports counts and time."""
 
 from __future__ import annotations
 
@@ -18,17 +19,27 @@ log = logging.getLogger("densevid")
 
 @dataclass
 class Stats:
+    """Counts and time of one stage run; ``failed_ids`` are the items that became failures rows."""
+
     stage: str
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
+    failed_ids: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] += n
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, item_id: str) -> None:
         self.counts["failed"] += 1
         self.reasons[reason] += 1
+        self.failed_ids.add(item_id)
+
+    def merge(self, other: Stats) -> None:
+        """Fold in the counts of a batch run elsewhere (a worker process)."""
+        self.counts.update(other.counts)
+        self.reasons.update(other.reasons)
+        self.failed_ids |= other.failed_ids
 
     @property
     def n_failed(self) -> int:
@@ -41,19 +52,31 @@ class Stats:
 
 
 class Stage:
-    """One pipeline step. Subclasses set ``name``, ``output`` and implement ``items`` and ``process``.
+    """One pipeline step. Subclasses set the class fields and implement ``items`` and ``process``.
 
-    ``items`` lists the work (one dict per item, with ``item_id``), ``done_ids`` what is already written,
-    ``process`` maps one batch of items to output rows; an exception in ``process`` for a single-item
-    batch becomes a ``failures`` row.
+    Fields: ``name`` the stage in failures and finished rows; ``inputs`` the tables read; ``output`` the
+    table written; ``item_column`` the output column that names the item a row came from ("" when rows do
+    not name it: then an item that writes nothing is not recorded and runs again); ``batch_size`` items per
+    ``process`` call; ``parallel`` True when items may run in worker processes (CPU-bound, no shared
+    model); ``resources`` what one copy needs. ``variant`` names what makes a rerun other work (model,
+    prompt version), "" by default.
+
+    ``items`` lists the work (one dict per item, with ``item_id``), ``done_ids`` what the output table
+    already holds, ``process`` maps one batch of items to output rows; an exception in ``process`` for a
+    single-item batch becomes a ``failures`` row.
     """
 
     name = "stage"
-    inputs: tuple[str, ...] = ()  # tables read
-    output = ""  # table written
+    inputs: tuple[str, ...] = ()
+    output = ""
+    item_column = ""
     batch_size = 1
-    parallel = False  # True: items may run in worker processes (CPU-bound, no shared model)
+    parallel = False
     resources = {"cpus": 1, "gpus": 0}
+
+    @property
+    def variant(self) -> str:
+        return ""
 
     def setup(self, ds: Dataset) -> None:
         """Load heavy things once (models, processors)."""
@@ -97,7 +120,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     stats = Stats(stage.name)
     t0 = time.perf_counter()
     todo = [it for it in stage.items(ds) if in_shard(it["item_id"], shard)]
-    done = stage.done_ids(ds)
+    done = done_items(stage, ds)
     pending = [it for it in todo if it["item_id"] not in done]
     stats.add("skipped_done", len(todo) - len(pending))
     if max_items is not None:
@@ -110,7 +133,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     elif pending:
         stage.setup(ds)
         for batch in stage.make_batches(pending):
-            write_rows(stage, ds, _process_batch(stage, batch, ds, stats), stats)
+            write_batch(stage, ds, batch, _process_batch(stage, batch, ds, stats), stats)
             bar.update(len(batch))
     bar.close()
     ds.refresh_catalog()
@@ -118,16 +141,38 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     return stats
 
 
-def write_rows(stage: Stage, ds: Dataset, rows: list[dict], stats: Stats) -> None:
+def done_items(stage: Stage, ds: Dataset) -> set[str]:
+    """Items a run skips: those the output table holds and those that finished with nothing to write."""
+    return stage.done_ids(ds) | ds.finished(stage.name, stage.variant)
+
+
+def write_batch(stage: Stage, ds: Dataset, batch: list[dict], rows: list[dict], stats: Stats) -> None:
+    """A batch's rows, then its items that wrote none and did not fail, as finished.
+
+    Each item's outcome lives in one table, so a kill between the two writes only repeats the items
+    not yet recorded.
+    """
     if rows:
         ds.write(stage.output, rows)
         stats.add("rows_written", len(rows))
+    empty = empty_items(stage, batch, rows, stats.failed_ids)
+    if empty:
+        ds.finish(stage.name, stage.variant, empty)
+        stats.add("finished_empty", len(empty))
+
+
+def empty_items(stage: Stage, batch: list[dict], rows: list[dict], failed: set[str]) -> list[str]:
+    """Items of the batch that completed without error and wrote no row."""
+    if not stage.item_column:
+        return []
+    written = {r[stage.item_column] for r in rows}
+    return [it["item_id"] for it in batch if it["item_id"] not in written and it["item_id"] not in failed]
 
 
 def fail_item(stage: Stage, ds: Dataset, stats: Stats, item_id: str, error: BaseException, raw: str = "") -> None:
     """An item that failed: a `failures` row, a count by error type, a log line; the batch goes on."""
     log.warning("%s: %s failed: %s", stage.name, item_id, error)
-    stats.failed(type(error).__name__)
+    stats.failed(type(error).__name__, item_id)
     ds.fail(stage.name, item_id, error, raw=raw)
 
 
@@ -139,17 +184,17 @@ def run_batches_in_pool(stage: Stage, ds: Dataset, batches: list[list[dict]], st
     with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(stage, str(ds.root))) as pool:
         futures = {pool.submit(_worker_process, batch): batch for batch in batches}
         for fut in as_completed(futures):
+            batch = futures[fut]
             try:
-                rows, counts, reasons = fut.result()
+                rows, batch_stats = fut.result()
             except Exception as e:  # a worker died (decoder crash, out of memory): its items fail, not the job
-                for item in futures[fut]:
+                for item in batch:
                     fail_item(stage, ds, stats, item["item_id"], e)
-                bar.update(len(futures[fut]))
+                bar.update(len(batch))
                 continue
-            stats.counts.update(counts)
-            stats.reasons.update(reasons)
-            write_rows(stage, ds, rows, stats)
-            bar.update(len(futures[fut]))
+            stats.merge(batch_stats)
+            write_batch(stage, ds, batch, rows, stats)
+            bar.update(len(batch))
 
 
 _WORKER: dict = {}
@@ -161,10 +206,10 @@ def _worker_init(stage: Stage, root: str) -> None:
     _WORKER.update(stage=stage, ds=ds)
 
 
-def _worker_process(batch: list[dict]):
+def _worker_process(batch: list[dict]) -> tuple[list[dict], Stats]:
     stats = Stats(_WORKER["stage"].name)
     rows = _process_batch(_WORKER["stage"], batch, _WORKER["ds"], stats)
-    return rows, stats.counts, stats.reasons
+    return rows, stats
 
 
 def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:

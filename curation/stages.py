@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats, fail_item, key_set, run_batches_in_pool, write_rows
+from curation.jobs import Stage, Stats, fail_item, key_set, run_batches_in_pool, write_batch
 from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
                              segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
+from curation.times import FrameSpan
 from curation.video import Probe, VideoError, content_id, list_videos, probe
 
 
@@ -28,6 +30,13 @@ def video_row(video_id: str, paths: list[Path], p: Probe, domain: str, source: s
 
 @dataclass
 class IngestStage(Stage):
+    """Probes and hashes each video file into a `videos` row.
+
+    Fields: ``videos`` the folder scanned (subfolders name domains); ``source`` the default source tag;
+    ``manifest`` an optional file of per-video domain, source and license; ``domain_rules`` ``GLOB=DOMAIN``
+    rules that override the folder's domain.
+    """
+
     videos: Path = Path(".")
     source: str = "local"
     manifest: Path | None = None
@@ -35,6 +44,7 @@ class IngestStage(Stage):
     name = "ingest"
     inputs = ()
     output = "videos"
+    item_column = "video_id"
     parallel = True
 
     def items(self, ds: Dataset) -> list[dict]:
@@ -91,11 +101,20 @@ class IngestStage(Stage):
 
 @dataclass
 class SplitStage(Stage):
+    """Cuts each video into segments: scene detection, then the segment policy.
+
+    Fields: ``detector`` the scene detector and its settings; ``policy`` min/max length, trimming and
+    merging of segments; ``chunk_s`` with several workers, longer videos are detected in chunks of this
+    length.
+    """
+
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     policy: SegmentPolicy = field(default_factory=SegmentPolicy)
+    chunk_s: float = 120.0
     name = "split"
     inputs = ("videos",)
     output = "segments"
+    item_column = "video_id"
     parallel = True
 
     def items(self, ds: Dataset) -> list[dict]:
@@ -103,8 +122,6 @@ class SplitStage(Stage):
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "segments", "video_id")
-
-    chunk_s: float = 120.0  # with several workers, longer videos are detected in chunks of this length
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         return [r for v in batch for r in self._video_rows(v, detect_cuts(v["uri"], self.detector), stats)]
@@ -153,17 +170,18 @@ class SplitStage(Stage):
                     continue
                 left[vid] -= 1
                 if left[vid] == 0:
-                    write_rows(self, ds, self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats),
-                               stats)
+                    rows = self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats)
+                    write_batch(self, ds, [v], rows, stats)
                     bar.update(1)
 
     def _rows(self, v: dict, spans: list[tuple[int, int]], det) -> list[dict]:
-        params = self.detector.params_json()[:-1] + ', "policy": ' + _policy_json(self.policy) + "}"
+        params = detector_params(self.detector, self.policy)
         rows = []
         for idx, (a, b) in enumerate(spans):
+            span = FrameSpan(a, b, v["fps"])
             rows.append(dict(
                 segment_id=stable_id(v["video_id"], a, b), video_id=v["video_id"], idx=idx,
-                start_s=a / v["fps"], end_s=b / v["fps"], start_frame=a, end_frame=b,
+                start_s=span.start_s, end_s=span.end_s, start_frame=a, end_frame=b,
                 detector=self.detector.detector, detector_params=params,
                 cut_score=_cut_score(det.scores, a, self.policy, v["fps"]),
                 motion=float(np.mean(det.motion[a:b])) if b <= len(det.motion) and b > a else 0.0,
@@ -173,16 +191,14 @@ class SplitStage(Stage):
         return rows
 
 
+def detector_params(detector: DetectorConfig, policy: SegmentPolicy) -> str:
+    """What a segment records of how it was made: the detector's fields plus a "policy" object."""
+    return json.dumps(dict(asdict(detector), policy=asdict(policy)), sort_keys=True)
+
+
 def _cut_score(scores: dict[int, float], start: int, policy: SegmentPolicy, fps: float) -> float:
     """Score of the cut that opened this segment (trimming moves the start past the cut)."""
     if start == 0 or not scores:
         return 0.0
     nearest = min(scores, key=lambda c: abs(c - start))
     return scores[nearest] if abs(nearest - start) <= policy.trim_s * fps + 1 else 0.0
-
-
-def _policy_json(policy: SegmentPolicy) -> str:
-    import json
-    from dataclasses import asdict
-
-    return json.dumps(asdict(policy), sort_keys=True)

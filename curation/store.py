@@ -11,10 +11,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curation import CODE_VERSION
 
 _ENTRY = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("summary", pa.string()), ("details", pa.string())])
 _BOX = pa.struct(
@@ -134,6 +135,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("created_at", pa.float64()),
         ]
     ),
+    # items a stage completed without writing a row, so a rerun skips them (data tables hold data only)
+    "finished": pa.schema(
+        [
+            ("stage", pa.string()),
+            ("variant", pa.string()),
+            ("item_id", pa.string()),
+            ("finished_at", pa.float64()),
+            ("code_version", pa.string()),
+        ]
+    ),
 }
 
 KEYS: dict[str, tuple[str, ...]] = {
@@ -144,6 +155,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "grounding": ("record_id",),
     "samples": ("sample_id",),
     "failures": ("stage", "item_id"),
+    "finished": ("stage", "variant", "item_id"),
 }
 
 TABLES = tuple(SCHEMAS)
@@ -285,6 +297,16 @@ class Dataset:
         self.write("failures", [row])
         return row
 
+    def finish(self, stage: str, variant: str, item_ids: list[str]) -> None:
+        """Record items that a stage completed with nothing to write."""
+        now = time.time()
+        self.write("finished", [dict(stage=stage, variant=variant, item_id=i, finished_at=now, code_version=CODE_VERSION)
+                                for i in item_ids])
+
+    def finished(self, stage: str, variant: str) -> set[str]:
+        """Items of this stage and variant that completed with nothing to write."""
+        return {k[2] for k in self.keys("finished") if k[0] == stage and k[1] == variant}
+
     @property
     def catalog_path(self) -> Path:
         return self.root / "catalog.duckdb"
@@ -356,7 +378,3 @@ def _arrow(result) -> pa.Table:
     fetch = getattr(result, "to_arrow_table", None) or getattr(result, "fetch_arrow_table")
     out = fetch()
     return out.read_all() if hasattr(out, "read_all") else out
-
-
-def to_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

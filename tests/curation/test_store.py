@@ -17,14 +17,26 @@ def test_write_is_atomic_and_skips_written_keys(tmp_path):
     assert not list((tmp_path / "d" / "failures").glob(".*tmp"))
 
 
-def test_catalog_has_all_seven_tables_even_when_empty(tmp_path):
+def test_catalog_has_every_table_even_when_empty(tmp_path):
     ds = Dataset(tmp_path / "d")
     ds.refresh_catalog()
     con = ds.connect()
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     con.close()
-    assert set(TABLES) <= views
+    assert set(TABLES) <= views and "finished" in TABLES
     assert ds.sql("SELECT count(*) AS n FROM failures").column("n")[0].as_py() == 0
+    assert ds.sql("SELECT * FROM finished").schema.names == ["stage", "variant", "item_id", "finished_at",
+                                                             "code_version"]
+
+
+def test_finished_items_are_kept_per_stage_and_variant(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    ds.finish("ground", "m|p1", ["s1", "s2"])
+    ds.finish("ground", "m|p1", ["s2", "s3"])  # s2 again: one row
+    ds.finish("ground", "m|p2", ["s4"])
+    assert ds.finished("ground", "m|p1") == {"s1", "s2", "s3"}
+    assert ds.finished("ground", "m|p2") == {"s4"} and ds.finished("split", "") == set()
+    assert ds.sql("SELECT count(*) AS n FROM finished").column("n")[0].as_py() == 4
 
 
 def test_catalog_is_rebuilt_when_the_dataset_moves(tmp_path):
