@@ -62,10 +62,22 @@ def validate_record(rec: dict, start_s: float, end_s: float, eps: float = 1e-6) 
 
 @dataclass
 class GroundStage(SegmentModelStage):
+    """The model's grounding records per segment: phrase, action, span and boxes (``source = 'model'``).
+
+    Fields: ``prompt_name`` the prompt file under synth/prompts; the others as in SegmentModelStage. A
+    segment where the model finds nothing writes no row; the executor records it as finished.
+    """
+
     prompt_name: str = "grounding_v1"
     name = "ground"
     inputs = ("videos", "segments")
     output = "grounding"
+    item_column = "segment_id"
+
+    @property
+    def variant(self) -> str:
+        """Another model or prompt grounds the segments again."""
+        return f"{self.model_name}|{self.prompt_name}"
 
     def done_ids(self, ds: Dataset) -> set[str]:
         rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?", [self.model_name])
@@ -84,20 +96,20 @@ class GroundStage(SegmentModelStage):
                 action=rec["action"].strip(), start_s=float(rec["start_s"]), end_s=float(rec["end_s"]), boxes=boxes,
                 source="model", model=self.model_name, code_version=CODE_VERSION,
             ))
-        if not rows:  # a segment with nothing found still counts as done
-            rows.append(dict(record_id=stable_id("model", self.model_name, seg["segment_id"], "none"),
-                             video_id=seg["video_id"], segment_id=seg["segment_id"], phrase="", action="",
-                             start_s=seg["start_s"], end_s=seg["start_s"], boxes=[], source="model",
-                             model=self.model_name, code_version=CODE_VERSION))
         return rows
 
 
 class GroundTruthStage(Stage):
-    """Ground truth from the JSON written beside generated videos (``source = 'ground_truth'``)."""
+    """Ground truth from the JSON written beside generated videos (``source = 'ground_truth'``).
+
+    No fields: one item per video with a truth file; each truth shape becomes a record in the segment
+    that holds its midpoint.
+    """
 
     name = "ground_truth"
     inputs = ("videos", "segments")
     output = "grounding"
+    item_column = "video_id"
 
     def items(self, ds: Dataset) -> list[dict]:
         return [dict(v, item_id=v["video_id"]) for v in ds.rows("videos")
@@ -108,12 +120,12 @@ class GroundTruthStage(Stage):
         return set(rows.column("video_id").to_pylist())
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
-        segs = ds.rows("segments")
+        segments = segments_by_video(ds, [v["video_id"] for v in batch])
         rows = []
         for v in batch:
             truth = read_truth(v["uri"])
             for shape in truth["shapes"]:
-                seg = _segment_at(segs, v["video_id"], (shape["start_s"] + shape["end_s"]) / 2)
+                seg = _segment_at(segments.get(v["video_id"], []), (shape["start_s"] + shape["end_s"]) / 2)
                 validate_record(shape, 0.0, v["duration_s"])
                 rows.append(dict(
                     record_id=stable_id("ground_truth", v["video_id"], shape["phrase"], shape["start_s"]),
@@ -125,8 +137,19 @@ class GroundTruthStage(Stage):
         return rows
 
 
-def _segment_at(segments: list[dict], video_id: str, t: float) -> str:
+def segments_by_video(ds: Dataset, video_ids: list[str]) -> dict[str, list[dict]]:
+    """The segments of these videos (one query), grouped by video."""
+    rows = ds.sql("SELECT video_id, segment_id, start_s, end_s FROM segments WHERE list_contains(?, video_id) "
+                  "ORDER BY video_id, start_s", [video_ids]).to_pylist()
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["video_id"], []).append(r)
+    return out
+
+
+def _segment_at(segments: list[dict], t: float) -> str:
+    """The segment of one video that holds time ``t`` ("" when none does)."""
     for s in segments:
-        if s["video_id"] == video_id and s["start_s"] <= t < s["end_s"]:
+        if s["start_s"] <= t < s["end_s"]:
             return s["segment_id"]
     return ""
