@@ -9,6 +9,7 @@ from rich.columns import Columns
 from rich.panel import Panel
 from rich.table import Table
 
+from curation.times import render_span
 from densevid.summary import console, print_balance, print_stage_summary
 
 
@@ -16,7 +17,8 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     from curation.jobs import run_stage
     from curation.store import TABLES, Dataset
     from densevid.pipeline import PipelineConfig, run_pipeline
-    from finetune.lora import LoraConfig, train_lora
+    from finetune.config import load_config
+    from finetune.train import train
     from mixtures.balance import MixRecipe, balance_report, build_mixture
     from model.structured import Decoding
     from model.tiny import build_tiny_checkpoint
@@ -43,15 +45,21 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     report = balance_report(mixture)
     console.rule("5/6 LoRA fine-tune")
     adapter = out / "runs" / "lora"
-    result = train_lora(LoraConfig(model=str(model_dir), mixture=str(mixture), output_dir=str(adapter),
-                                   max_steps=train_steps, lr=2e-3, log_every=max(1, train_steps // 6)),
-                        log=console.print)
+    result = train(load_config("lora", _demo_lora(model_dir, mixture, adapter, train_steps)), log=console.print)
     console.rule("6/6 caption one segment with the adapter")
     stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=512))
     run_stage(stage, ds, progress=False, max_items=1)
     tuned = ds.sql("SELECT segment_id, summary FROM captions WHERE model = ? LIMIT 1", [str(adapter)]).to_pylist()
     _summary(ds, TABLES, report, mixture, adapter, result, tuned, time.perf_counter() - t0)
     return 0
+
+
+def _demo_lora(model_dir: Path, mixture: Path, adapter: Path, steps: int) -> dict:
+    """Overrides of the `lora` recipe for a few quick steps of a small adapter on the tiny model."""
+    return {"model": str(model_dir), "mixture": str(mixture), "output_dir": str(adapter), "max_steps": steps,
+            "log_every": max(1, steps // 6), "save_every": 0, "tensorboard": False, "llm": {"lr": 2e-3},
+            "lora": {"rank": 8, "alpha": 16, "dropout": 0.0}, "data": {"max_batch_size": 1, "num_workers": 0},
+            "optim": {"warmup_steps": 2, "min_lr_ratio": 0.0}}
 
 
 def cfg_frames(cfg):
@@ -70,8 +78,7 @@ def _examples(ds) -> None:
         lines += ["  " + line[:100] for line in dense[0].splitlines()[:2]]
     if truth:
         g = truth[0]
-        lines.append(f"grounding: {g['phrase']} {g['action']} <{g['start_s']:.1f} - {g['end_s']:.1f} seconds>, "
-                     f"{g['n']} boxes")
+        lines.append(f"grounding: {g['phrase']} {g['action']} {render_span(g['start_s'], g['end_s'])}, {g['n']} boxes")
     console.print("\n".join(lines))
 
 

@@ -8,7 +8,9 @@ import torch
 
 from curation.store import Dataset
 from finetune.data import IGNORE, SampleCollator, assistant_spans
-from finetune.lora import LoraConfig, lora_target_regex, train_lora
+from finetune.config import load_config
+from finetune.modules import lora_target_regex
+from finetune.train import train
 from mixtures.balance import MixRecipe, build_mixture
 from model.loader import load_model
 
@@ -84,13 +86,13 @@ def test_vision_lora_never_targets_the_patch_embedding(tiny_model):
     assert not any("patch_embed" in n or "merger" in n for n in hits)
 
 
-def test_train_saves_an_adapter_that_reloads_to_the_same_logits(built_dataset, tiny_model, tmp_path):
+def test_train_saves_an_adapter_that_reloads_to_the_same_logits(built_dataset, tiny_model, tmp_path, overrides):
     cfg, _ = built_dataset
     ds = Dataset(cfg.data)
     mixture = build_mixture(ds, MixRecipe(name="all", split="", balance="none"))
     out = tmp_path / "adapter"
-    train_lora(LoraConfig(model=str(tiny_model), mixture=str(mixture), output_dir=str(out), max_steps=3, lr=5e-3),
-               log=lambda *_: None)
+    train(load_config("lora", overrides + [f"mixture={mixture}", f"output_dir={out}", "llm.lr=5e-3"]),
+          log=lambda *_: None)
     assert (out / "adapter_config.json").exists() and (out / "processor_config.json").exists()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2] and all(np.isfinite(m["loss"]) for m in metrics)

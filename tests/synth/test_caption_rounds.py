@@ -11,7 +11,7 @@ from synth.captions import CaptionStage
 def test_adapter_captions_go_beside_the_base_ones(built_dataset, tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from finetune.lora import lora_target_regex
+    from finetune.modules import lora_target_regex
     from model.loader import load_model
 
     cfg, _ = built_dataset
