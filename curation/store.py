@@ -300,8 +300,8 @@ class Dataset:
     def finish(self, stage: str, variant: str, item_ids: list[str]) -> None:
         """Record items that a stage completed with nothing to write."""
         now = time.time()
-        self.write("finished", [dict(stage=stage, variant=variant, item_id=i, finished_at=now, code_version=CODE_VERSION)
-                                for i in item_ids])
+        rows = [dict(stage=stage, variant=variant, item_id=i, finished_at=now, code_version=CODE_VERSION) for i in item_ids]
+        self.write("finished", rows)
 
     def finished(self, stage: str, variant: str) -> set[str]:
         """Items of this stage and variant that completed with nothing to write."""

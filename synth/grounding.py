@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
-from pathlib import Path
 
 from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
@@ -80,7 +78,8 @@ class GroundStage(SegmentModelStage):
         return f"{self.model_name}|{self.prompt_name}"
 
     def done_ids(self, ds: Dataset) -> set[str]:
-        rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?", [self.model_name])
+        rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?",
+                      [self.model_name])
         return set(rows.column("segment_id").to_pylist())
 
     def schema(self, seg: dict) -> dict:

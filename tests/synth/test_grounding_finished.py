@@ -42,7 +42,8 @@ class ScriptedGroundStage(GroundStage):
         if seg["segment_id"] != self.found:
             return []
         s, e = seg["start_s"], seg["end_s"]
-        return [dict(phrase="the red square", action="moves", start_s=s, end_s=e, boxes=[dict(t_s=s, bbox_2d=[0, 0, 9, 9])])]
+        box = dict(t_s=s, bbox_2d=[0, 0, 9, 9])
+        return [dict(phrase="the red square", action="moves", start_s=s, end_s=e, boxes=[box])]
 
 
 def test_segments_with_nothing_found_are_finished_and_skipped_on_rerun(corpus, tiny_model, tmp_path):
