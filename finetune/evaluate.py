@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from curation.times import parse_span
 from synth.metrics import THRESHOLDS, mean, recall_at, temporal_iou
 from synth.needle import COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, needle_options, needle_rows, needle_truth
@@ -85,7 +83,6 @@ def answer_text(row: dict) -> str:
     return "".join(p["text"] for p in msgs[-1]["content"] if p.get("type") == "text") if msgs else ""
 
 
-@torch.no_grad()
 def generate_answers(lm, rows: list[dict], batch_size: int, max_new_tokens: int, max_frames: int = 0) -> list[str]:
     from finetune.data import load_video
     from model.inputs import build_inputs
@@ -102,9 +99,10 @@ def generate_answers(lm, rows: list[dict], batch_size: int, max_new_tokens: int,
     return answers
 
 
-@torch.no_grad()
 def option_scores(lm, row: dict, options: list[str], max_frames: int = 0) -> list[float]:
     """Summed log-probability of each option as the assistant's answer to the row's question."""
+    import torch
+
     from finetune.data import IGNORE, load_video, mask_labels
     from model.inputs import assistant_message, build_inputs
 
@@ -114,7 +112,8 @@ def option_scores(lm, row: dict, options: list[str], max_frames: int = 0) -> lis
                           add_generation_prompt=False, padding_side="right")
     labels = mask_labels(inputs["input_ids"], inputs["attention_mask"], lm.processor.tokenizer)
     device = next(lm.model.parameters()).device
-    logits = lm.model(**inputs.to(device)).logits.float().cpu()
+    with torch.no_grad():
+        logits = lm.model(**inputs.to(device)).logits.float().cpu()
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
     target = labels[:, 1:]
     picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)

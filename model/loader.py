@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 
@@ -45,6 +47,7 @@ def load_model(
     revision: str | None = None,
 ) -> LoadedModel:
     """Load Qwen3-VL and its processor. ``model_id`` may also be a saved LoRA adapter directory."""
+    import torch
     from transformers import Qwen3VLForConditionalGeneration
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,8 +10,6 @@ import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-import torch
-
 TEXT = "^[A-Za-z0-9 ,.;:'()-]{1,%d}$"
 MAX_TEXT = 120  # xgrammar fails to compile much longer bounded repetitions
 
@@ -51,6 +49,7 @@ class GrammarCache:
 def generate_json(model, processor, inputs, schema: dict | list[dict], grammars: GrammarCache,
                   decoding: Decoding) -> list[str]:
     """Generate one JSON text per batch row, constrained to ``schema`` (or to one schema per row)."""
+    import torch
     import xgrammar as xgr
 
     n = inputs["input_ids"].shape[0]

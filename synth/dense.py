@@ -83,6 +83,11 @@ class DenseStage(Stage):
     name = "dense"
     inputs = ("captions",)
     output = "dense_captions"
+    item_column = "video_id"
+
+    @property
+    def variant(self) -> str:
+        return f"{model_key(self.model_id)}|{self.prompt_version}"
 
     def setup(self, ds: Dataset) -> None:
         if self.storyline:

@@ -47,10 +47,15 @@ def score_grounding(truth: list[dict], model: list[dict], thresholds=THRESHOLDS)
                           recall=recall_at(tious, thresholds))
 
 
+# every model that ran the ground stage, also one that found nothing (its segments are finished items)
+_MODELS_SQL = ("SELECT DISTINCT model FROM grounding WHERE source = 'model' UNION "
+               "SELECT DISTINCT split_part(variant, '|', 1) AS model FROM finished WHERE stage = 'ground'")
+
+
 def evaluate_dataset(ds, model: str | None = None) -> dict[str, GroundingScore]:
     """Scores per model found in the grounding table (or just ``model``)."""
     truth = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'ground_truth'").to_pylist()
-    models = ds.sql("SELECT DISTINCT model FROM grounding WHERE source = 'model'").column("model").to_pylist()
+    models = ds.sql(_MODELS_SQL).column("model").to_pylist()
     out = {}
     for m in [model] if model else sorted(models):
         rows = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'model' AND model = ?",

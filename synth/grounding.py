@@ -70,12 +70,6 @@ class GroundStage(SegmentModelStage):
     name = "ground"
     inputs = ("videos", "segments")
     output = "grounding"
-    item_column = "segment_id"
-
-    @property
-    def variant(self) -> str:
-        """Another model or prompt grounds the segments again."""
-        return f"{self.model_name}|{self.prompt_name}"
 
     def done_ids(self, ds: Dataset) -> set[str]:
         rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?",

@@ -58,6 +58,12 @@ class SegmentModelStage(Stage):
     max_batch_visual_tokens: int = 16384  # per generate call, so a batch of long segments fits in memory
     backend: str = "transformers"  # or "vllm" (GPU)
     resources = {"cpus": 1, "gpus": 1}
+    item_column = "segment_id"
+
+    @property
+    def variant(self) -> str:
+        """Another model or prompt asks about the segments again."""
+        return f"{self.model_name}|{self.prompt_name}"
 
     def setup(self, ds: Dataset) -> None:
         from model.loader import load_model

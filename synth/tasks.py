@@ -176,6 +176,7 @@ class TasksStage(Stage):
     name = "tasks"
     inputs = ("videos", "segments", "captions", "dense_captions", "grounding")
     output = "samples"
+    item_column = "video_id"
 
     def setup(self, ds: Dataset) -> None:
         from model.loader import load_processor
