@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import logging
@@ -119,9 +118,6 @@ class DetectorConfig:
         if self.downscale < 0 or self.frame_skip < 0:
             out.append(f"downscale {self.downscale} and frame_skip {self.frame_skip} must be >= 0")
         return out
-
-    def params_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass
