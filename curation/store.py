@@ -346,8 +346,9 @@ class Dataset:
         return duckdb.connect(str(self.catalog_path), read_only=read_only)
 
     def _signature(self) -> str:
-        """The Parquet files the views should cover (finishing any interrupted compaction first)."""
-        return "\n".join(f"{t}/{f.name}" for t in SCHEMAS for f in self.files(t))
+        """The tables and the Parquet files their views should cover (finishing any interrupted compaction
+        first); a table added in a later version changes it, so an older catalog is rebuilt."""
+        return "\n".join(f"{t}/" + ",".join(f.name for f in self.files(t)) for t in SCHEMAS)
 
     def _catalog_state(self) -> tuple[str, str] | None:
         import duckdb

@@ -71,9 +71,15 @@ def _flag_options(f, typ) -> dict:
         return dict(action="append", default=list(f.default), metavar=metavar, help=text)
     if "choices" in meta:  # listed, not enforced: PipelineConfig.problems reports every bad value at once
         metavar = "{" + ",".join(meta["choices"]) + "}"
-    if typing.get_origin(typ) is tuple:  # numbers as one comma-separated list
-        return dict(type=train_cli.comma_floats, default=f.default, metavar="X,Y,...", help=text)
+    if typing.get_origin(typ) is tuple:  # one comma-separated list
+        words = typing.get_args(typ)[0] is str
+        return dict(type=comma_words if words else train_cli.comma_floats, default=f.default,
+                    metavar="A,B,..." if words else "X,Y,...", help=text)
     return dict(type=typ, default=f.default, metavar=metavar, help=text)
+
+
+def comma_words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
 
 
 def _shown(value) -> str:

@@ -18,8 +18,8 @@ from model.structured import Decoding
 from synth.captions import CaptionStage
 from synth.dense import DenseStage
 from synth.grounding import GroundStage, GroundTruthStage
-from synth.needle import NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NeedleStage
-from synth.tasks import TasksStage
+from synth.needle import NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NeedleStage, grid_problems
+from synth.tasks import BUILDERS, TasksStage
 
 STAGES = ("ingest", "split", "caption", "dense", "ground", "tasks")
 BACKENDS = ("transformers", "vllm")
@@ -65,6 +65,8 @@ class PipelineConfig:
                            help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
     storyline: bool = option(False, stages=("dense",),
                              help="let the model rewrite each video's entries as one story (spans checked)")
+    tasks: tuple[str, ...] = option((), stages=("tasks",), help=f"task kinds to build, of {', '.join(BUILDERS)} "
+                                    "(default: all); a video with samples of one of them counts as done")
     needle_durations_s: tuple[float, ...] = option(NEEDLE_DURATIONS_S, stages=("tasks",), flag="--needle-durations",
                                                    help="needle haystack lengths in seconds (empty: no haystacks)")
     needle_depths: tuple[float, ...] = option(NEEDLE_DEPTHS, stages=("tasks",),
@@ -92,9 +94,13 @@ class PipelineConfig:
             parse_shard(self.shard)
         except ValueError as e:
             out.append(str(e))
-        if self.caption_frames < 2 or self.caption_frames % 2:
-            out.append(f"--caption-frames {self.caption_frames} must be even and >= 2")
-        return out
+        for name, value in (("--caption-frames", self.caption_frames), ("--sample-frames", self.sample_frames)):
+            if value < 2 or value % 2:
+                out.append(f"{name} {value} must be even and >= 2")
+        unknown = [t for t in self.tasks if t not in BUILDERS]
+        if unknown:
+            out.append(f"--tasks {','.join(unknown)}: unknown task kinds; choose from {', '.join(BUILDERS)}")
+        return out + grid_problems(self.needle_durations_s, self.needle_depths)
 
 
 def build_stage(name: str, cfg: PipelineConfig):
@@ -115,10 +121,10 @@ def build_stage(name: str, cfg: PipelineConfig):
                             backend=cfg.backend)]
     if name == "tasks":
         frames = FramePolicy(max_frames=cfg.sample_frames)
-        stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames))]
-        if cfg.needle_durations_s and cfg.needle_depths:
-            stages.append(NeedleStage(model_id=cfg.model, durations_s=cfg.needle_durations_s,
-                                      depths=cfg.needle_depths, frames=frames))
+        stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames),
+                             tasks=cfg.tasks)]
+        if cfg.needle_durations_s and cfg.needle_depths:  # the needle's own frame budget, as `eval --needle` uses
+            stages.append(NeedleStage(model_id=cfg.model, durations_s=cfg.needle_durations_s, depths=cfg.needle_depths))
         return stages
     raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
 

@@ -10,12 +10,12 @@ console = Console()
 
 def print_stage_summary(results) -> None:
     t = Table(title="stages", show_lines=False)
-    for col in ("stage", "seconds", "written", "skipped (done)", "failed", "why"):
+    for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "why"):
         t.add_column(col)
     for r in results:
         why = "; ".join(f"{k} x{v}" for k, v in r.reasons.most_common(2))
-        t.add_row(r.stage, f"{r.seconds:.1f}", str(r.counts["rows_written"]), str(r.counts["skipped_done"]),
-                  str(r.n_failed), why)
+        t.add_row(r.stage, f"{r.seconds:.1f}", str(r.counts["rows_written"]), str(r.counts["finished_empty"]),
+                  str(r.counts["skipped_done"]), str(r.n_failed), why)
     console.print(t)
 
 

@@ -137,5 +137,5 @@ def comma_floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r} (e.g. 8,16,32)") from None
 
 
-def commas(values: tuple[float, ...]) -> str:
-    return ",".join(f"{v:g}" for v in values)
+def commas(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)

@@ -57,7 +57,15 @@ def frame_indices(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> li
     if not max_frames:
         return [int(i) for i in row["frame_indices"]]
     policy = FramePolicy(target_fps=target_fps, max_frames=max_frames)
-    return sample_indices(row["clip_start_frame"], row["clip_end_frame"], row["fps"], policy)
+    start, end = _clip_frames(row)
+    return sample_indices(start, max(end, start + 1), row["fps"], policy)
+
+
+def _clip_frames(row: dict) -> tuple[int, int]:
+    if row.get("clip_start_frame") is None or row.get("video_n_frames") is None:
+        raise ValueError(f"sample {row['sample_id']} has no clip frames (made by an older densevid); rebuild the "
+                         "samples: move <data>/samples away, run `densevid tasks`, then `densevid mix`")
+    return row["clip_start_frame"], row["clip_end_frame"]
 
 
 def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> int:
@@ -74,6 +82,7 @@ def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> 
 def load_video(row: dict, max_frames: int = 0, target_fps: float = 2.0):
     """(frames, metadata) of a sample: decoded at its frame indices, metadata on the source clock."""
     idx = frame_indices(row, max_frames, target_fps)
+    _clip_frames(row)
     frames = read_frames(row["uri"], idx)
     return frames, video_metadata(idx, row["fps"], row["video_n_frames"], frames.shape[2], frames.shape[1])
 
@@ -93,6 +102,8 @@ class ManifestDataset(torch.utils.data.Dataset):
     """Manifest rows -> encoded samples, in DataLoader workers. Too long or undecodable: a counted drop."""
 
     def __init__(self, rows: list[dict], processor, max_length: int, max_frames: int = 0, target_fps: float = 2.0):
+        for row in rows[:1]:  # a whole manifest made before clip frames were stored: say so before training
+            _clip_frames(row)
         self.rows, self.processor = rows, processor
         self.max_length, self.max_frames, self.target_fps = max_length, max_frames, target_fps
 

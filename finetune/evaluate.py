@@ -14,7 +14,8 @@ from pathlib import Path
 
 from curation.times import parse_span
 from synth.metrics import THRESHOLDS, mean, recall_at, temporal_iou
-from synth.needle import COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, needle_options, needle_rows, needle_truth
+from synth.needle import (COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NEEDLE_TASK, grid_problems, needle_options,
+                          needle_rows, needle_truth)
 
 
 @dataclass
@@ -45,8 +46,7 @@ class EvalConfig:
             out.append(f"--max-samples {self.max_samples} must be >= 1")
         if self.needle and (not self.needle_durations or not self.needle_depths):
             out.append("--needle needs at least one duration and one depth")
-        if any(not 0 <= d <= 1 for d in self.needle_depths):
-            out.append(f"needle depths {self.needle_depths} must be fractions in [0, 1]")
+        out += grid_problems(self.needle_durations, self.needle_depths)
         return out
 
 
@@ -213,7 +213,7 @@ def run_eval(cfg: EvalConfig, lm=None) -> dict:
     grounding = [r for r in rows if r["task"] == "temporal_grounding"][: cfg.max_samples]
     if grounding:
         report["grounding"] = eval_grounding(lm, grounding, cfg)
-    needles = [r for r in rows if r["task"] == "needle"][: cfg.max_samples]
+    needles = [r for r in rows if r["task"] == NEEDLE_TASK][: cfg.max_samples]
     if needles:
         report["needle_dataset"] = eval_needle(lm, needles, cfg.max_frames)
         if out:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from synth.grounding import GroundStage
 from synth.metrics import THRESHOLDS, mean, mean_box_iou, recall_at, temporal_iou
 
 
@@ -47,9 +48,10 @@ def score_grounding(truth: list[dict], model: list[dict], thresholds=THRESHOLDS)
                           recall=recall_at(tious, thresholds))
 
 
-# every model that ran the ground stage, also one that found nothing (its segments are finished items)
+# every model that ran the ground stage, also one that found nothing (its segments are finished items,
+# whose variant is the model)
 _MODELS_SQL = ("SELECT DISTINCT model FROM grounding WHERE source = 'model' UNION "
-               "SELECT DISTINCT split_part(variant, '|', 1) AS model FROM finished WHERE stage = 'ground'")
+               f"SELECT DISTINCT variant AS model FROM finished WHERE stage = '{GroundStage.name}'")
 
 
 def evaluate_dataset(ds, model: str | None = None) -> dict[str, GroundingScore]:

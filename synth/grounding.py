@@ -71,6 +71,11 @@ class GroundStage(SegmentModelStage):
     inputs = ("videos", "segments")
     output = "grounding"
 
+    @property
+    def variant(self) -> str:
+        """The model alone: grounding rows name their model, not their prompt, so done means the same in both."""
+        return self.model_name
+
     def done_ids(self, ds: Dataset) -> set[str]:
         rows = ds.sql("SELECT DISTINCT segment_id FROM grounding WHERE source = 'model' AND model = ?",
                       [self.model_name])

@@ -45,12 +45,22 @@ class NeedleCell:
 
     @property
     def name(self) -> str:
-        return f"needle-{self.duration_s:g}s-depth{self.depth:g}-{self.trial}"
+        return f"needle-{self.duration_s:g}s-depth{self.depth:g}" + (f"-{self.trial}" if self.trial else "")
 
 
 def needle_cells(durations_s=NEEDLE_DURATIONS_S, depths=NEEDLE_DEPTHS, trials: int = 1) -> list[NeedleCell]:
     grid = [(d, p, t) for d in durations_s for p in depths for t in range(trials)]
     return [NeedleCell(float(d), float(p), t, COLOURS[i % len(COLOURS)], seed=100 + i) for i, (d, p, t) in enumerate(grid)]
+
+
+def grid_problems(durations_s, depths) -> list[str]:
+    """What is wrong with a needle grid; a needle outside its haystack would give a sample that lies."""
+    out = []
+    if any(d < 2 for d in durations_s):
+        out.append(f"needle durations {tuple(durations_s)} must be >= 2 seconds each (the needle lasts about 1 s)")
+    if any(not 0 <= p <= 1 for p in depths):
+        out.append(f"needle depths {tuple(depths)} must be fractions in [0, 1]")
+    return out
 
 
 def needle_window(n_frames: int, depth: float, fps: float, policy: FramePolicy) -> FrameSpan:
@@ -82,7 +92,10 @@ def write_haystack(path: Path, cell: NeedleCell, fps: float = NEEDLE_FPS, size: 
 def needle_truth(uri: str | Path) -> dict | None:
     """The needle of a haystack (start_frame, n_frames, colour, depth, duration_s, fps); None for other videos."""
     truth = read_truth(uri)
-    return truth.get("needle") if truth else None
+    if not truth or "needle" not in truth:
+        return None
+    # haystacks written before the needle carried its clock: the video's own
+    return {"fps": truth["fps"], "duration_s": truth["n_frames"] / truth["fps"], **truth["needle"]}
 
 
 def _window(needle: dict) -> FrameSpan:

@@ -164,7 +164,10 @@ class TasksStage(Stage):
     Fields: ``model_id`` the processor used to count tokens (and the caption model unless ``caption_model``
     is set); ``caption_model`` whose captions and dense captions the samples use; ``frames`` the frame
     budget of whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run
-    (empty: all of them).
+    (empty: all of them); ``batch_size`` videos per batch, whose inputs come in one query per table.
+
+    A video is done for a choice of tasks once it has samples of one of them (or finished with none), so
+    ``tasks=("new_kind",)`` brings a new kind to videos built before it existed.
     """
 
     model_id: str = ""
@@ -172,7 +175,7 @@ class TasksStage(Stage):
     frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=32))
     segment_frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))
     tasks: tuple[str, ...] = ()
-    batch_size: int = 32  # videos per batch: the batch's inputs come in one query per table
+    batch_size: int = 32
     name = "tasks"
     inputs = ("videos", "segments", "captions", "dense_captions", "grounding")
     output = "samples"
@@ -200,13 +203,22 @@ class TasksStage(Stage):
                         self.source_model)
         return [dict(v, item_id=v["video_id"]) for v in videos if v["video_id"] in ready]
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.tasks or tuple(BUILDERS)
+
+    @property
+    def variant(self) -> str:
+        return f"{self.source_model}|{','.join(sorted(self.kinds))}"
+
     def done_ids(self, ds: Dataset) -> set[str]:
-        return set(ds.sql("SELECT DISTINCT video_id FROM samples").column("video_id").to_pylist())
+        rows = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task)", [list(self.kinds)])
+        return set(rows.column("video_id").to_pylist())
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         rows = []
         for inputs in fetch_video_rows(ds, batch, self.source_model):
-            for name in self.tasks or tuple(BUILDERS):
+            for name in self.kinds:
                 drafts = BUILDERS[name](inputs)
                 rows += [self.sample(inputs.video, d) for d in drafts]
                 stats.add(name, len(drafts))

@@ -90,3 +90,16 @@ def test_catalog_works_under_a_path_with_glob_characters(tmp_path):
     assert ds.sql("SELECT item_id FROM failures").column("item_id").to_pylist() == ["i1"]
     ds.write("failures", [_fail_row(2)])  # a new file: the catalog notices without an explicit refresh
     assert ds.sql("SELECT count(*) AS n FROM failures").column("n")[0].as_py() == 2
+
+
+def test_a_catalog_without_a_newer_table_is_rebuilt(tmp_path):
+    """A catalog written before a table existed (no view, an older file signature) gets the view on next use."""
+    ds = Dataset(tmp_path / "d")
+    ds.refresh_catalog()
+    con = ds.connect(read_only=False)
+    con.execute("DROP VIEW finished")
+    old = "\n".join(line for line in con.execute("SELECT files FROM _catalog").fetchone()[0].splitlines()
+                    if not line.startswith("finished/"))
+    con.execute("UPDATE _catalog SET files = ?", [old])
+    con.close()
+    assert ds.sql("SELECT count(*) AS n FROM finished").column("n")[0].as_py() == 0

@@ -216,3 +216,11 @@ def test_yarn_option_trains_and_is_saved_with_the_checkpoint(overrides):
     assert saved["max_position_embeddings"] == 4 * saved["rope_parameters"]["original_max_position_embeddings"]
     lm = load_model(cfg.output_dir, device="cpu")
     assert lm.model.model.language_model.rotary_emb.rope_type == "yarn"
+
+
+def test_a_manifest_without_clip_frames_is_refused_with_the_way_out(rows, tiny_model):
+    from model.loader import load_processor
+
+    old = dict(rows[0], clip_start_frame=None, clip_end_frame=None, video_n_frames=None)
+    with pytest.raises(ValueError, match="rebuild the samples"):
+        ManifestDataset([old], load_processor(tiny_model), 4096)

@@ -4,7 +4,7 @@ import json
 
 from curation.frames import FramePolicy
 from curation.times import FrameSpan
-from synth.tasks import BUILDERS, TASKS, Draft, VideoRows, clip_sample, task_builder
+from synth.tasks import BUILDERS, TASKS, Draft, TasksStage, VideoRows, clip_sample, task_builder
 
 VIDEO = dict(video_id="v1", uri="/x/v1.mp4", n_frames=480, fps=24.0, domain="cinematic", width=160, height=128)
 TRUTH = dict(phrase="the red square", action="move up", start_s=1.5, end_s=7.25,
@@ -48,3 +48,51 @@ def test_a_new_task_kind_is_one_builder():
     finally:
         del BUILDERS["count_segments"]
     assert set(TASKS) == set(BUILDERS) | {"needle"}
+
+
+def test_a_new_kind_reaches_videos_built_before_it(built_dataset, tmp_path):
+    """`tasks=("new_kind",)` builds only that kind for videos that already have samples; a rerun adds nothing."""
+    import shutil
+
+    from curation.jobs import run_stage
+    from curation.store import Dataset
+
+    cfg, _ = built_dataset
+    ds = Dataset(shutil.copytree(cfg.data, tmp_path / "ds"))
+    before = ds.counts()["samples"]
+
+    @task_builder("count_segments")
+    def count_segments(rows):
+        return [Draft("count_segments", "n", "How many scenes?", str(len(rows.segments)))]
+
+    try:
+        stage = TasksStage(model_id=str(cfg.model), tasks=("count_segments",))
+        assert run_stage(stage, ds, progress=False).counts["rows_written"] == 3
+        assert run_stage(stage, ds, progress=False).counts["rows_written"] == 0
+    finally:
+        del BUILDERS["count_segments"]
+    rows = ds.sql("SELECT s.messages, (SELECT count(*) FROM segments g WHERE g.video_id = s.video_id) AS n "
+                  "FROM samples s WHERE task = 'count_segments'").to_pylist()
+    assert len(rows) == 3 and all(json.loads(r["messages"])[1]["content"][0]["text"] == str(r["n"]) for r in rows)
+    assert ds.counts()["samples"] == before + 3
+
+
+def test_needle_grid_and_frame_budgets_are_checked_together():
+    from densevid.pipeline import PipelineConfig
+
+    problems = PipelineConfig(data="d", needle_depths=(0.5, 1.5), needle_durations_s=(1.0, 20.0), sample_frames=3,
+                              tasks=("dense_caption", "nope")).problems(("tasks",))
+    text = "\n".join(problems)
+    assert "needle depths (0.5, 1.5)" in text and "needle durations (1.0, 20.0)" in text
+    assert "--sample-frames 3" in text and "--tasks nope" in text
+
+
+def test_needle_truth_written_before_the_needle_had_its_clock(tmp_path):
+    from synth.needle import needle_options, needle_truth
+
+    (tmp_path / "h.json").write_text(json.dumps({"fps": 24.0, "n_frames": 480, "scene_starts": [0], "shapes": [],
+                                                 "needle": {"start_frame": 48, "n_frames": 24, "colour": "red",
+                                                            "depth": 0.1}}))
+    needle = needle_truth(tmp_path / "h.mp4")
+    assert (needle["fps"], needle["duration_s"], needle["colour"]) == (24.0, 20.0, "red")
+    assert needle_options(needle)[0] == "<2.0 - 3.0 seconds> red"
