@@ -1,11 +1,14 @@
 """Score model grounding records against ground truth: temporal IoU, mean box IoU, recall at IoU thresholds.
 
-Each ground-truth record is matched to the model record of the same video with the highest temporal IoU
-(a model record is used once). Unmatched truth scores 0, so missing records lower every number.
+Each ground-truth record is matched to the model record of the same video about the same phrase (compared
+after ``phrase_key``) with the highest temporal IoU; a model record is used once. A record about something
+else never matches, however well it overlaps in time. Unmatched truth scores 0, so missing records lower
+every number.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from synth.grounding import GroundStage
@@ -26,15 +29,24 @@ class GroundingScore:
                 **{f"recall@{t}": round(v, 4) for t, v in self.recall.items()}}
 
 
+_ARTICLE = re.compile(r"^(the|a|an) ")
+
+
+def phrase_key(phrase: str) -> str:
+    """``"The red  square."`` -> ``"red square"``: case, punctuation, spacing and a leading article ignored."""
+    words = " ".join(re.sub(r"[^a-z0-9]+", " ", phrase.lower()).split())
+    return _ARTICLE.sub("", words)
+
+
 def score_grounding(truth: list[dict], model: list[dict], thresholds=THRESHOLDS) -> GroundingScore:
-    """``truth`` and ``model``: grounding rows (video_id, start_s, end_s, boxes)."""
-    by_video: dict[str, list[dict]] = {}
+    """``truth`` and ``model``: grounding rows (video_id, phrase, start_s, end_s, boxes)."""
+    by_subject: dict[tuple[str, str], list[dict]] = {}
     for m in model:
         if m["end_s"] > m["start_s"]:
-            by_video.setdefault(m["video_id"], []).append(m)
+            by_subject.setdefault((m["video_id"], phrase_key(m["phrase"])), []).append(m)
     tious, bious = [], []
     for t in truth:
-        candidates = by_video.get(t["video_id"], [])
+        candidates = by_subject.get((t["video_id"], phrase_key(t["phrase"])), [])
         if not candidates:
             tious.append(0.0)
             bious.append(0.0)
@@ -56,11 +68,13 @@ _MODELS_SQL = ("SELECT DISTINCT model FROM grounding WHERE source = 'model' UNIO
 
 def evaluate_dataset(ds, model: str | None = None) -> dict[str, GroundingScore]:
     """Scores per model found in the grounding table (or just ``model``)."""
-    truth = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'ground_truth'").to_pylist()
+    truth = ds.sql("SELECT video_id, phrase, start_s, end_s, boxes FROM grounding WHERE source = 'ground_truth'"
+                   ).to_pylist()
     models = ds.sql(_MODELS_SQL).column("model").to_pylist()
     out = {}
     for m in [model] if model else sorted(models):
-        rows = ds.sql("SELECT video_id, start_s, end_s, boxes FROM grounding WHERE source = 'model' AND model = ?",
+        rows = ds.sql("SELECT video_id, phrase, start_s, end_s, boxes FROM grounding WHERE source = 'model' "
+                      "AND model = ?",
                       [m]).to_pylist()
         out[m] = score_grounding(truth, rows)
     return out
