@@ -15,6 +15,8 @@ from curation.video import VideoError
 from densevid import train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
+from synth.imports import FORMATS as IMPORT_FORMATS
+from synth.imports import TOLERANCE_S
 
 
 def _add_data(p, required=True):
@@ -119,6 +121,16 @@ def parser() -> argparse.ArgumentParser:
     compact = sub.add_parser("compact", help="rewrite each table as one Parquet file (bounded file count)")
     _add_data(compact)
     compact.add_argument("--table", action="append", default=None, help="only these tables (repeatable)")
+    imp = sub.add_parser("import", help="public annotations as ground truth (videos already ingested)")
+    imp.add_argument("file", type=Path, help="the annotation file")
+    imp.add_argument("--format", required=True, choices=IMPORT_FORMATS,
+                     help="charades-sta (VIDEO START END##sentence lines), activitynet (ActivityNet Captions JSON), "
+                          "hc-stvg (HC-STVG v1/v2 JSON with boxes)")
+    _add_data(imp)
+    imp.add_argument("--map", type=Path, default=None, metavar="CSV",
+                     help="annotation_id,video_id or annotation_id,uri rows (default: match by file stem)")
+    imp.add_argument("--tolerance-s", type=float, default=TOLERANCE_S,
+                     help=f"a span may pass the video's ends by this much and is clamped (default {TOLERANCE_S:g})")
     tiny = sub.add_parser("build-tiny", help="write the tiny offline Qwen3-VL checkpoint")
     tiny.add_argument("--out", type=Path, required=True)
     return ap
@@ -176,6 +188,38 @@ def cmd_eval_grounding(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    from curation.store import Dataset
+    from synth.imports import import_annotations, load_map
+
+    if not (args.data / "videos").is_dir():
+        print(f"error: {args.data} has no videos table; run densevid ingest --videos DIR --data {args.data} first",
+              file=sys.stderr)
+        return EXIT_USAGE
+    mapping = load_map(args.map) if args.map else None
+    result = import_annotations(Dataset(args.data), args.format, args.file, mapping, args.tolerance_s)
+    print_import_summary(result, args.data)
+    return EXIT_SOME_FAILED if result.failures else EXIT_OK
+
+
+def print_import_summary(result, data: Path, max_failures: int = 10) -> None:
+    """Rows written per table, then the failures by kind with the first few messages."""
+    from collections import Counter
+
+    print(f"import {result.fmt} {result.path}: {result.entries} lines or entries")
+    for table in ("grounding", "dense_captions", "failures"):
+        print(f"  {table:<15} {result.written[table]:6d} written  {result.stored[table]:6d} already stored")
+    if not result.failures:
+        return
+    kinds = Counter(f["error_type"] for f in result.failures)
+    print("failed: " + ", ".join(f"{kind} x{n}" for kind, n in kinds.most_common()))
+    for f in result.failures[:max_failures]:
+        print(f"  {f['message']}")
+    if len(result.failures) > max_failures:
+        print(f"  ... {len(result.failures) - max_failures} more: densevid sql --data {data} "
+              f"\"SELECT item_id, message FROM failures WHERE stage = 'import'\"")
+
+
 def cmd_compact(args) -> int:
     from curation.store import TABLES, Dataset
 
@@ -209,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval_grounding(args)
         if args.cmd == "compact":
             return cmd_compact(args)
+        if args.cmd == "import":
+            return cmd_import(args)
         if args.cmd == "build-tiny":
             from model.tiny import build_tiny_checkpoint
 
