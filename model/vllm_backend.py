@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.structured import Decoding
+from model.structured import Decoding, Generated, token_budget
 
 
 def available() -> bool:
@@ -35,7 +35,7 @@ class VllmEngine:
                        mm_processor_kwargs={"do_sample_frames": False})
         self.processor = self.llm.get_tokenizer()
 
-    def generate_json(self, processor, prepared: list[dict], schemas: list[dict], decoding: Decoding) -> list[str]:
+    def generate_json(self, processor, prepared: list[dict], schemas: list[dict], decoding: Decoding) -> list[Generated]:
         """``prepared`` rows hold conversation, frames (n, h, w, 3) and VideoMetadata, as for transformers;
         one schema per row."""
         requests = []
@@ -45,13 +45,13 @@ class VllmEngine:
             requests.append({"prompt": text, "multi_modal_data": {"video": [(p["frames"], md)]}})
         params = [_sampling(s, decoding) for s in schemas]
         outs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
-        return [o.outputs[0].text for o in outs]
+        return [Generated(o.outputs[0].text, truncated=o.outputs[0].finish_reason == "length") for o in outs]
 
 
 def _sampling(schema: dict, decoding: Decoding):
     from vllm import SamplingParams
 
-    kwargs = dict(max_tokens=decoding.max_new_tokens, seed=decoding.seed,
+    kwargs = dict(max_tokens=decoding.max_new_tokens or token_budget([schema]), seed=decoding.seed,
                   temperature=decoding.temperature if decoding.do_sample else 0.0, top_p=decoding.top_p)
     try:  # vLLM >= 0.10.2
         from vllm.sampling_params import StructuredOutputsParams

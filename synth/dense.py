@@ -137,8 +137,7 @@ class DenseStage(Stage):
         text = self.lm.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         inputs = self.lm.processor(text=[text], return_tensors="pt")
         schema = storyline_schema(len(entries), entries[-1]["end_s"])
-        raw = generate_json(self.lm.model, self.lm.processor, inputs, schema, self.grammars,
-                            Decoding(max_new_tokens=80 * len(entries) + 32))[0]
+        raw = generate_json(self.lm.model, self.lm.processor, inputs, schema, self.grammars, Decoding())[0].text
         try:
             story = check_storyline(entries, _json.loads(raw)["entries"])
         except (ValueError, KeyError) as e:

@@ -14,7 +14,7 @@ from curation.store import Dataset
 from curation.video import read_frames
 from model.inputs import build_inputs, user_video_message, video_metadata, visual_tokens
 from model.loader import model_key
-from model.structured import Decoding, GrammarCache, generate_json
+from model.structured import Decoding, Generated, GrammarCache, generate_json, token_budget
 
 
 def pack_by_budget(sized: list[tuple[int, dict]], max_items: int, budget: int) -> list[list[dict]]:
@@ -37,6 +37,10 @@ class InvalidOutput(ValueError):
     def __init__(self, message: str, raw: str = ""):
         super().__init__(message)
         self.raw = raw
+
+
+class OutputTruncated(InvalidOutput):
+    """Generation stopped at ``max_new_tokens`` before the JSON was complete."""
 
 
 @dataclass
@@ -115,27 +119,37 @@ class SegmentModelStage(Stage):
         prepared = [self._prepare(seg) for seg in batch]
         pending = list(range(len(batch)))
         rows: dict[int, list[dict]] = {}
-        errors: dict[int, tuple[str, str]] = {}
+        errors: dict[int, InvalidOutput] = {}
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
             decoding = self.decoding if attempt == 0 else replace(self.decoding, do_sample=True, seed=attempt)
             outs = self._generate([prepared[i] for i in pending], decoding)
             still = []
-            for i, raw in zip(pending, outs):
+            for i, out in zip(pending, outs):
                 try:
-                    rows[i] = self.to_rows(batch[i], json.loads(raw), raw, prepared[i]["indices"])
-                except (ValueError, KeyError, TypeError) as e:
-                    errors[i] = (str(e), raw)
+                    rows[i] = self._rows_of(batch[i], out, prepared[i]["indices"], decoding)
+                except InvalidOutput as e:
+                    errors[i] = e
                     still.append(i)
             stats.add("retries", len(still) if attempt < self.max_retries else 0)
             pending = still
         for i in pending:
-            msg, raw = errors[i]
-            fail_item(self, ds, stats, batch[i]["item_id"], InvalidOutput(f"segment {batch[i]['segment_id']}: {msg}"),
-                      raw)
+            fail_item(self, ds, stats, batch[i]["item_id"], errors[i], errors[i].raw)
         stats.add("segments", len(batch))
         return [r for i in sorted(rows) for r in rows[i]]
+
+    def _rows_of(self, seg: dict, out: Generated, indices: list[int], decoding: Decoding) -> list[dict]:
+        """Rows from one output, or InvalidOutput naming what is wrong (a cut-off output says so)."""
+        where = f"segment {seg['segment_id']}"
+        if out.truncated:
+            budget = decoding.max_new_tokens or token_budget([self.schema(seg)])
+            raise OutputTruncated(f"{where}: output cut off at max_new_tokens={budget} before its JSON closed; "
+                                  "raise --max-new-tokens (0 sizes it from the schema's bounds)", out.text)
+        try:
+            return self.to_rows(seg, json.loads(out.text), out.text, indices)
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidOutput(f"{where}: {e}", out.text) from e
 
     def _prepare(self, seg: dict) -> dict:
         idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames)
@@ -144,7 +158,7 @@ class SegmentModelStage(Stage):
         prompt = self.template.format(start_s=seg["start_s"], end_s=seg["end_s"])
         return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(prompt)], seg=seg)
 
-    def _generate(self, prepared: list[dict], decoding: Decoding) -> list[str]:
+    def _generate(self, prepared: list[dict], decoding: Decoding) -> list[Generated]:
         """One batched call; each row has its own schema (grounding bounds times to its segment)."""
         schemas = [self.schema(p["seg"]) for p in prepared]
         if self.engine is not None:

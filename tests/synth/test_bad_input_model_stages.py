@@ -57,3 +57,16 @@ def test_caption_failures_are_rows_and_the_rest_goes_on(built_dataset, tmp_path)
 def ds_rows_with_uris(videos):
     for v in videos.values():
         yield dict(v, uris=[v["uri"]])
+
+
+def test_an_output_cut_off_by_max_new_tokens_is_reported_as_that(built_dataset, tmp_path):
+    cfg, _ = built_dataset
+    data = tmp_path / "ds"
+    shutil.copytree(cfg.data, data)
+    ds = Dataset(data)
+    shutil.rmtree(data / "captions")
+    stats = run_stage(CaptionStage(model_id=cfg.model, decoding=Decoding(max_new_tokens=6), max_retries=0), ds,
+                      progress=False, max_items=2)
+    rows = [f for f in ds.rows("failures") if f["stage"] == "caption" and f["error_type"] == "OutputTruncated"]
+    assert stats.n_failed == 2 and len(rows) == 2 and stats.reasons == {"OutputTruncated": 2}
+    assert all("max_new_tokens=6" in f["message"] and "--max-new-tokens" in f["message"] for f in rows)
