@@ -4,7 +4,9 @@ Generates videos with known shape tracks (synth.videos), turns every track into 
 ("When does the red square move to the right?" -> "<3.0 - 7.5 seconds>"), holds out whole videos, trains the
 tiny Qwen3-VL with the `full` recipe, and scores held-out mIoU / R@IoU before and after with `densevid eval`'s
 scorer. Baselines that answer the mean training span (overall, and per shape word in the question) show
-what the text alone gives, so the rest of the gain needs the frames.
+what the text alone gives. A second model is trained and evaluated on the same samples with every frame
+blanked (black videos of the same length and fps, so the `<t seconds>` markers and thus the video's length
+stay): what it reaches comes from the text and the timestamps, the rest of the gain needs the frames.
 
     python benchmarks/learn_grounding.py --videos 48 --steps 300
 """
@@ -45,6 +47,51 @@ def make_samples(root: Path, n_videos: int, processor, seed: int = 0) -> list[di
                           grounding_answer(track.start_s, track.end_s))
             rows.append(count_tokens(processor, clip_sample(video, draft, policy, split="train"), draft, video))
     return rows
+
+
+def blank_copies(rows: list[dict], folder: Path) -> list[dict]:
+    """The rows pointing at black videos with the frame count, fps and size of their own."""
+    import av
+    import numpy as np
+
+    from curation.video import probe
+
+    blanks: dict[str, str] = {}
+    for uri in sorted({r["uri"] for r in rows}):
+        p = probe(uri)
+        path = folder / Path(uri).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=int(p.fps))
+            stream.width, stream.height, stream.pix_fmt = p.width, p.height, "yuv420p"
+            black = av.VideoFrame.from_ndarray(np.zeros((p.height, p.width, 3), np.uint8), format="rgb24")
+            for _ in range(p.n_frames):
+                for packet in stream.encode(black):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        blanks[uri] = str(path)
+    return [dict(r, uri=blanks[r["uri"]]) for r in rows]
+
+
+def train_and_score(tiny: Path, train_rows: list[dict], held_out: list[dict], out: Path, args, ecfg) -> tuple:
+    """The `full` recipe on ``train_rows``; held-out scores after training, the summary and the seconds."""
+    from finetune.config import load_config
+    from finetune.evaluate import eval_grounding
+    from finetune.train import train
+    from model.loader import load_model
+
+    mixture = write_mixture(train_rows, out / "mixture")
+    cfg = load_config("full", [f"model={tiny}", f"mixture={mixture}", f"output_dir={out / 'run'}",
+                               f"max_steps={args.steps}", f"llm.lr={args.lr}", f"merger.lr={args.lr}",
+                               f"vision.lr={args.lr / 5}", "optim.warmup_steps=20", "log_every=25",
+                               "save_every=0", "data.max_length=2048", "data.tokens_per_batch=4096",
+                               "data.max_batch_size=16",
+                               "data.num_workers=1", "gradient_checkpointing=false", "tensorboard=false"])
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    seconds = time.perf_counter() - t0
+    return eval_grounding(load_model(cfg.output_dir, device="cpu"), held_out, ecfg), summary, seconds
 
 
 def write_mixture(rows: list[dict], folder: Path) -> Path:
@@ -92,9 +139,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    from finetune.config import load_config
     from finetune.evaluate import EvalConfig, eval_grounding
-    from finetune.train import train
     from model.loader import load_model, load_processor
     from model.tiny import build_tiny_checkpoint
 
@@ -105,30 +150,24 @@ def main() -> None:
     held_ids = {f"v{v:03d}" for v in range(args.videos - args.held_out, args.videos)}
     train_rows = [r for r in rows if r["video_id"] not in held_ids]
     held_out = [r for r in rows if r["video_id"] in held_ids]
-    mixture = write_mixture(train_rows, root / "mixture")
     print(f"{len(train_rows)} training / {len(held_out)} held-out questions from {args.videos} videos "
           f"({time.perf_counter() - t0:.0f} s to render)")
 
     ecfg = EvalConfig(model=str(tiny), batch_size=8, max_new_tokens=16)
     before = eval_grounding(load_model(tiny, device="cpu"), held_out, ecfg)
-    cfg = load_config("full", [f"model={tiny}", f"mixture={mixture}", f"output_dir={root / 'run'}",
-                               f"max_steps={args.steps}", f"llm.lr={args.lr}", f"merger.lr={args.lr}",
-                               f"vision.lr={args.lr / 5}", "optim.warmup_steps=20", "log_every=25",
-                               "save_every=0", "data.max_length=2048", "data.tokens_per_batch=4096",
-                               "data.max_batch_size=16",
-                               "data.num_workers=1", "gradient_checkpointing=false", "tensorboard=false"])
-    t1 = time.perf_counter()
-    summary = train(cfg)
-    train_s = time.perf_counter() - t1
-    after = eval_grounding(load_model(cfg.output_dir, device="cpu"), held_out, ecfg)
+    after, summary, train_s = train_and_score(tiny, train_rows, held_out, root / "frames", args, ecfg)
+    blank, blank_summary, _ = train_and_score(tiny, blank_copies(train_rows, root / "blank"),
+                                              blank_copies(held_out, root / "blank"), root / "blank", args, ecfg)
     prior = prior_baseline(train_rows, held_out)
     by_shape = prior_baseline(train_rows, held_out, key=lambda r: "circle" if "circle" in question(r) else "square")
 
     print(f"\ntrained {args.steps} steps in {train_s:.0f} s; loss {summary['losses'][0]:.3f} -> "
-          f"{summary['losses'][-1]:.3f}; padding {100 * summary['padding_fraction']:.1f}%")
+          f"{summary['losses'][-1]:.3f} (blank frames: -> {blank_summary['losses'][-1]:.3f}); "
+          f"padding {100 * summary['padding_fraction']:.1f}%")
     print("| model | mIoU | R@0.3 | R@0.5 | R@0.7 | answers with a span |")
     print("|---|---|---|---|---|---|")
     for name, r in (("untrained tiny model", before), (f"after {args.steps} steps (full)", after),
+                    (f"after {args.steps} steps on blank frames (timestamps kept)", blank),
                     ("mean training span (text only)", prior),
                     ("mean training span per shape word (text only)", by_shape)):
         parsed = sum(i["pred"] is not None for i in r["items"]) if "items" in r else r["n"]
