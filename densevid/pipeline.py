@@ -67,10 +67,12 @@ class PipelineConfig:
                              help="let the model rewrite each video's entries as one story (spans checked)")
     tasks: tuple[str, ...] = option((), stages=("tasks",), help=f"task kinds to build, of {', '.join(BUILDERS)} "
                                     "(default: all); a video with samples of one of them counts as done")
+    needle: bool = option(False, stages=("tasks",),
+                          help="also write needle-in-a-haystack videos and their test samples (evaluation only)")
     needle_durations_s: tuple[float, ...] = option(NEEDLE_DURATIONS_S, stages=("tasks",), flag="--needle-durations",
-                                                   help="needle haystack lengths in seconds (empty: no haystacks)")
+                                                   help="with --needle: haystack lengths in seconds")
     needle_depths: tuple[float, ...] = option(NEEDLE_DEPTHS, stages=("tasks",),
-                                              help="needle positions as fractions of the haystack")
+                                              help="with --needle: needle positions as fractions of the haystack")
     detector: DetectorConfig = option(factory=DetectorConfig, stages=("split",), help="scene detection")
     policy: SegmentPolicy = option(factory=SegmentPolicy, stages=("split",), help="cuts to segments")
 
@@ -123,7 +125,7 @@ def build_stage(name: str, cfg: PipelineConfig):
         frames = FramePolicy(max_frames=cfg.sample_frames)
         stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames),
                              tasks=cfg.tasks)]
-        if cfg.needle_durations_s and cfg.needle_depths:  # the needle's own frame budget, as `eval --needle` uses
+        if cfg.needle and cfg.needle_durations_s and cfg.needle_depths:  # own frame budget, as `eval --needle`
             stages.append(NeedleStage(model_id=cfg.model, durations_s=cfg.needle_durations_s, depths=cfg.needle_depths))
         return stages
     raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")

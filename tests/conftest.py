@@ -34,11 +34,12 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_dataset(tmp_path_factory, corpus, tiny_model):
-    """The whole pipeline, ingest through tasks, on the small corpus."""
+    """The whole pipeline, ingest through tasks (needle haystacks included), on the small corpus."""
     from densevid.pipeline import PipelineConfig, run_pipeline
 
     data = tmp_path_factory.mktemp("ds") / "dataset"
     cfg = PipelineConfig(data=data, videos=corpus, model=str(tiny_model), caption_frames=4, sample_frames=8,
-                         batch_size=4, max_new_tokens=512, needle_durations_s=(12.0,), needle_depths=(0.2, 0.8))
+                         batch_size=4, max_new_tokens=512, needle=True, needle_durations_s=(12.0,),
+                         needle_depths=(0.2, 0.8))
     stats = run_pipeline(cfg, progress=False)
     return cfg, stats
