@@ -104,6 +104,29 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("code_version", pa.string()),
         ]
     ),
+    # the gate's verdict on a model grounding record, per verifying model (synth/verify.py)
+    "verdicts": pa.schema(
+        [
+            ("record_id", pa.string()),
+            ("model", pa.string()),
+            ("video_id", pa.string()),
+            ("segment_id", pa.string()),
+            ("passed", pa.bool_()),
+            ("form_ok", pa.bool_()),
+            ("caption_ok", pa.bool_()),
+            ("cycle_ok", pa.bool_()),
+            ("reasons", pa.list_(pa.string())),
+            ("span_s", pa.float64()),
+            ("max_jump_per_s", pa.float64()),
+            ("missing_words", pa.list_(pa.string())),
+            ("cycle_answer", pa.string()),
+            ("cycle_tiou", pa.float64()),
+            ("thresholds", pa.string()),
+            ("model_revision", pa.string()),
+            ("decoding", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
     "samples": pa.schema(
         [
             ("sample_id", pa.string()),
@@ -153,6 +176,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "captions": ("segment_id", "model", "prompt_version"),
     "dense_captions": ("video_id", "model"),
     "grounding": ("record_id",),
+    "verdicts": ("record_id", "model"),
     "samples": ("sample_id",),
     "failures": ("stage", "item_id"),
     "finished": ("stage", "variant", "item_id"),

@@ -20,11 +20,12 @@ from synth.dense import DenseStage
 from synth.grounding import GroundStage, GroundTruthStage
 from synth.needle import NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NeedleStage, grid_problems
 from synth.tasks import BUILDERS, TasksStage
+from synth.verify import GateConfig, VerifyStage
 
-STAGES = ("ingest", "split", "caption", "dense", "ground", "tasks")
+STAGES = ("ingest", "split", "caption", "dense", "ground", "verify", "tasks")
 BACKENDS = ("transformers", "vllm")
-_MODEL_STAGES = ("caption", "dense", "ground", "tasks")
-_GENERATE_STAGES = ("caption", "ground")
+_MODEL_STAGES = ("caption", "dense", "ground", "verify", "tasks")
+_GENERATE_STAGES = ("caption", "ground", "verify")
 
 
 def option(default=MISSING, *, help: str, stages: tuple[str, ...] = STAGES, factory=MISSING, **cli):
@@ -55,12 +56,14 @@ class PipelineConfig:
                                            metavar="GLOB=DOMAIN",
                                            help="label matching paths, e.g. '*/ego/*=egocentric' (repeatable)")
     model: str = option(DEFAULT_MODEL, stages=_MODEL_STAGES, help="hub id or local dir")
-    caption_frames: int = option(16, stages=("caption", "ground", "tasks"), help="max frames per segment (even)")
+    caption_frames: int = option(16, stages=("caption", "ground", "verify", "tasks"),
+                                 help="max frames per segment (even)")
     sample_frames: int = option(64, stages=("tasks",), help="max frames per training sample (even)")
-    batch_size: int = option(4, stages=_GENERATE_STAGES, help="segments per generate call")
+    batch_size: int = option(4, stages=_GENERATE_STAGES, help="segments (verify: records) per generate call")
     max_new_tokens: int = option(512, stages=_GENERATE_STAGES, help="most tokens generated per segment")
     backend: str = option("transformers", stages=_GENERATE_STAGES, choices=BACKENDS,
-                          help="inference backend for caption/ground (vllm: GPU, pip install 'densevid[vllm]')")
+                          help="inference backend for caption/ground/verify (vllm: GPU, "
+                               "pip install 'densevid[vllm]')")
     renderer: str = option("seconds", stages=("dense",), choices=STYLES,
                            help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
     storyline: bool = option(False, stages=("dense",),
@@ -75,9 +78,10 @@ class PipelineConfig:
                                               help="with --needle: needle positions as fractions of the haystack")
     detector: DetectorConfig = option(factory=DetectorConfig, stages=("split",), help="scene detection")
     policy: SegmentPolicy = option(factory=SegmentPolicy, stages=("split",), help="cuts to segments")
+    gate: GateConfig = option(factory=GateConfig, stages=("verify",), help="thresholds of the model-record gate")
 
     def problems(self, stages: tuple[str, ...]) -> list[str]:
-        out = self.detector.problems() + self.policy.problems()
+        out = self.detector.problems() + self.policy.problems() + self.gate.problems()
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
         try:
@@ -121,6 +125,9 @@ def build_stage(name: str, cfg: PipelineConfig):
         return [GroundTruthStage(),
                 GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
                             backend=cfg.backend)]
+    if name == "verify":
+        return [VerifyStage(model_id=cfg.model, gate=cfg.gate, frames=frames, decoding=decoding,
+                            batch_size=cfg.batch_size, backend=cfg.backend)]
     if name == "tasks":
         frames = FramePolicy(max_frames=cfg.sample_frames)
         stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames),

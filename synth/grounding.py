@@ -63,7 +63,8 @@ class GroundStage(SegmentModelStage):
     """The model's grounding records per segment: phrase, action, span and boxes (``source = 'model'``).
 
     Fields: ``prompt_name`` the prompt file under synth/prompts; the others as in SegmentModelStage. A
-    segment where the model finds nothing writes no row; the executor records it as finished.
+    segment where the model finds nothing writes no row; the executor records it as finished. A record
+    becomes samples only once the verify stage passes it (``synth.verify``).
     """
 
     prompt_name: str = "grounding_v1"

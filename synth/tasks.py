@@ -35,7 +35,8 @@ NEEDLE_TASK = "needle"  # built by synth.needle, not from a video's rows
 @dataclass
 class VideoRows:
     """What the builders see of one video: its `videos` row, its dense caption (rendered text), its
-    captioned segments (segment frames + caption, in time order) and its ground-truth grounding records."""
+    captioned segments (segment frames + caption, in time order) and its grounding records: ground truth and
+    the model records that passed the gate (``synth.verify``), each with its ``record_id`` and ``source``."""
 
     video: dict
     dense: str | None = None
@@ -105,7 +106,11 @@ def segment_caption(rows: VideoRows) -> list[Draft]:
 
 
 def _grounding_key(g: dict) -> str:
-    return f"{g['phrase']}@{g['start_s']:.3f}"
+    """Ground truth by phrase and start (the keys samples had before model records came in); a model record
+    by its id, so it never shares a sample with a true record of the same phrase."""
+    if g.get("source", "ground_truth") == "ground_truth":
+        return f"{g['phrase']}@{g['start_s']:.3f}"
+    return f"{g['source']}:{g['record_id']}"
 
 
 @task_builder("temporal_grounding")
@@ -162,9 +167,10 @@ class TasksStage(Stage):
     """Builds every registered task kind for each video that has a dense caption.
 
     Fields: ``model_id`` the processor used to count tokens (and the caption model unless ``caption_model``
-    is set); ``caption_model`` whose captions and dense captions the samples use; ``frames`` the frame
-    budget of whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run
-    (empty: all of them); ``batch_size`` videos per batch, whose inputs come in one query per table.
+    is set); ``caption_model`` whose captions and dense captions the samples use, and whose verdicts admit
+    the model's grounding records (ground-truth records need none); ``frames`` the frame budget of
+    whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run (empty: all
+    of them); ``batch_size`` videos per batch, whose inputs come in one query per table.
 
     A video is done for a choice of tasks once it has samples of one of them (or finished with none), so
     ``tasks=("new_kind",)`` brings a new kind to videos built before it existed.
@@ -177,7 +183,7 @@ class TasksStage(Stage):
     tasks: tuple[str, ...] = ()
     batch_size: int = 32
     name = "tasks"
-    inputs = ("videos", "segments", "captions", "dense_captions", "grounding")
+    inputs = ("videos", "segments", "captions", "dense_captions", "grounding", "verdicts")
     output = "samples"
     item_column = "video_id"
 
@@ -240,9 +246,12 @@ def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoR
         "SELECT c.video_id, s.start_frame, s.end_frame, s.segment_id, c.start_s, c.end_s, c.summary, c.details "
         "FROM captions c JOIN segments s USING (segment_id) WHERE c.model = ? AND list_contains(?, c.video_id) "
         "ORDER BY c.video_id, s.start_frame", [model, ids]).to_pylist())
+    # ground truth, and the model records whose verdict by this model is passed
     grounding = _grouped(ds.sql(
-        "SELECT video_id, phrase, action, start_s, end_s, boxes FROM grounding WHERE source = 'ground_truth' "
-        "AND list_contains(?, video_id) ORDER BY video_id, start_s, phrase", [ids]).to_pylist())
+        "SELECT g.video_id, g.record_id, g.source, g.phrase, g.action, g.start_s, g.end_s, g.boxes "
+        "FROM grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND v.model = ? "
+        "WHERE list_contains(?, g.video_id) AND (g.source = 'ground_truth' OR (g.source = 'model' AND v.passed)) "
+        "ORDER BY g.video_id, g.start_s, g.phrase, g.record_id", [model, ids]).to_pylist())
     return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []))
             for v in videos]
 
