@@ -28,7 +28,8 @@ def add_parsers(sub) -> None:
     merge.add_argument("adapter", type=Path, help="LoRA output folder (or a checkpoint's model/ folder)")
     merge.add_argument("out", type=Path)
 
-    _eval_parser(sub.add_parser("eval", help="temporal grounding mIoU / R@IoU and a needle-in-a-haystack heatmap"))
+    _eval_parser(sub.add_parser("eval", help="temporal grounding mIoU / R@IoU, dense-caption scores and a "
+                                             "needle-in-a-haystack heatmap"))
 
 
 def _eval_parser(ev) -> None:
@@ -42,6 +43,10 @@ def _eval_parser(ev) -> None:
     ev.add_argument("--split", default=default["split"])
     ev.add_argument("--out", type=Path, default=None, help="folder for eval.json and needle_heatmap.png")
     ev.add_argument("--max-samples", type=int, default=default["max_samples"])
+    ev.add_argument("--no-dense-captions", dest="dense_captions", action="store_false",
+                    help="skip scoring held-out dense captions (BLEU-4, METEOR, CIDEr, SODA_c; METEOR runs on Java)")
+    ev.add_argument("--dense-max-new-tokens", type=int, default=default["dense_max_new_tokens"],
+                    help="token budget of a generated dense caption")
     ev.add_argument("--needle", action="store_true", help="also generate and score a needle-in-a-haystack grid")
     ev.add_argument("--needle-durations", type=comma_floats, default=default["needle_durations"], metavar="X,Y,...",
                     help=f"haystack lengths in seconds (default {commas(default['needle_durations'])})")
@@ -119,7 +124,8 @@ def cmd_eval(args) -> int:
     from finetune.evaluate import EvalConfig, run_eval
 
     cfg = EvalConfig(model=args.model, mixture=str(args.mixture or ""), data=str(args.data or ""), split=args.split,
-                     out=str(args.out or ""), max_samples=args.max_samples, needle=args.needle,
+                     out=str(args.out or ""), max_samples=args.max_samples, dense_captions=args.dense_captions,
+                     dense_max_new_tokens=args.dense_max_new_tokens, needle=args.needle,
                      needle_durations=args.needle_durations, needle_depths=args.needle_depths,
                      needle_trials=args.needle_trials)
     report = run_eval(cfg)

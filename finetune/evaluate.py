@@ -1,9 +1,11 @@
-"""`densevid eval`: temporal grounding (mIoU, R@{0.3, 0.5, 0.7}) and needle-in-a-haystack accuracy.
+"""`densevid eval`: temporal grounding (mIoU, R@{0.3, 0.5, 0.7}), dense captions (ActivityNet Captions' scores
+and SODA_c) and needle-in-a-haystack accuracy.
 
-Grounding: the model answers each held-out question greedily; the first ``<a - b seconds>`` in its answer is
-compared with the target span (an answer without one scores IoU 0). Needle: multiple choice over colours,
-the option the model finds most likely (summed log-probability of the answer tokens) is its answer;
-accuracy per (duration, depth) cell is drawn as a heatmap.
+Every answer is generated greedily from the sample's own prompt. Grounding: the first ``<a - b seconds>`` in the
+answer is compared with the target span (an answer without one scores IoU 0). Dense captions: the answer's events
+are scored against reference events (imported ``reference:*`` dense captions, else a generated video's truth),
+see ``synth.dense_eval``. Needle: the answer's last word is its colour and its first span its time; nothing in
+the prompt gives either away. Colour accuracy per (duration, depth) cell is drawn as a heatmap.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curation.times import parse_span
+from synth.dense_eval import (TIOUS, dense_summary, entry_events, parse_events, scorer_problems, truth_events,
+                              video_scores)
 from synth.metrics import THRESHOLDS, mean, recall_at, temporal_iou
-from synth.needle import (COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NEEDLE_TASK, grid_problems, needle_options,
-                          needle_rows, needle_truth)
+from synth.needle import (COLOURS, NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NEEDLE_TASK, grid_problems, needle_rows,
+                          needle_span, needle_truth, parse_needle_answer)
+from synth.videos import read_truth
+
+DENSE_TASK = "dense_caption"
+NEEDLE_BOTH_TIOU = 0.5  # colour right and span at least this tIoU: the needle was found
 
 
 @dataclass
@@ -29,6 +37,8 @@ class EvalConfig:
     batch_size: int = 4
     max_new_tokens: int = 24
     max_frames: int = 0  # 0: the frames stored with each sample
+    dense_captions: bool = True
+    dense_max_new_tokens: int = 512
     needle: bool = False
     needle_durations: tuple[float, ...] = NEEDLE_DURATIONS_S
     needle_depths: tuple[float, ...] = NEEDLE_DEPTHS
@@ -44,6 +54,8 @@ class EvalConfig:
             out.append(f"--data {self.data}: no such dataset folder")
         if self.max_samples < 1:
             out.append(f"--max-samples {self.max_samples} must be >= 1")
+        if self.dense_max_new_tokens < 1:
+            out.append(f"--dense-max-new-tokens {self.dense_max_new_tokens} must be >= 1")
         if self.needle and (not self.needle_durations or not self.needle_depths):
             out.append("--needle needs at least one duration and one depth")
         out += grid_problems(self.needle_durations, self.needle_depths)
@@ -59,16 +71,41 @@ def grounding_summary(ious: list[float], thresholds=THRESHOLDS) -> dict:
     return out
 
 
-def accuracy_grid(items: list[dict], durations: list[float], depths: list[float]) -> list[list[float | None]]:
-    """Accuracy per (duration row, depth column); None where a cell has no items."""
+def accuracy_grid(items: list[dict], durations: list[float], depths: list[float],
+                  key: str = "correct") -> list[list[float | None]]:
+    """Mean of ``key`` (accuracy for a bool) per (duration row, depth column); None where a cell has no items."""
     grid = []
     for d in durations:
         row = []
         for p in depths:
-            cell = [i["correct"] for i in items if i["duration_s"] == d and i["depth"] == p]
+            cell = [i[key] for i in items if i["duration_s"] == d and i["depth"] == p]
             row.append(sum(cell) / len(cell) if cell else None)
         grid.append(row)
     return grid
+
+
+def needle_item(row: dict, needle: dict, answer: str) -> dict:
+    """One needle answer against the truth: colour right, span tIoU, and both (the needle found)."""
+    span, colour = parse_needle_answer(answer)
+    truth = needle_span(needle)
+    tiou = round(temporal_iou(span, truth), 4)
+    correct = colour == needle["colour"]
+    return dict(sample_id=row["sample_id"], duration_s=needle["duration_s"], depth=needle["depth"],
+                colour=needle["colour"], chosen=colour, truth=truth, pred=span, answer=answer, correct=correct,
+                tiou=tiou, both=correct and tiou >= NEEDLE_BOTH_TIOU)
+
+
+def needle_summary(items: list[dict]) -> dict:
+    """Colour accuracy, mean span tIoU and both-right overall and per (duration, depth) cell."""
+    durations = sorted({i["duration_s"] for i in items})
+    depths = sorted({i["depth"] for i in items})
+    n = len(items)
+    overall = {k: round(mean([float(i[k]) for i in items]), 4) for k in ("correct", "tiou", "both")}
+    return dict(n=n, accuracy=overall["correct"], mean_tiou=overall["tiou"],
+                **{f"both@{NEEDLE_BOTH_TIOU}": overall["both"]}, durations_s=durations, depths=depths,
+                grid=accuracy_grid(items, durations, depths), grid_tiou=accuracy_grid(items, durations, depths, "tiou"),
+                grid_both=accuracy_grid(items, durations, depths, "both"), chance=round(1 / len(COLOURS), 4),
+                items=items)
 
 
 # --- model side ----------------------------------------------------------------------------------------
@@ -99,27 +136,6 @@ def generate_answers(lm, rows: list[dict], batch_size: int, max_new_tokens: int,
     return answers
 
 
-def option_scores(lm, row: dict, options: list[str], max_frames: int = 0) -> list[float]:
-    """Summed log-probability of each option as the assistant's answer to the row's question."""
-    import torch
-
-    from finetune.data import IGNORE, load_video, mask_labels
-    from model.inputs import assistant_message, build_inputs
-
-    frames, meta = load_video(row, max_frames)
-    convs = [user_turn(row) + [assistant_message(o)] for o in options]
-    inputs = build_inputs(lm.processor, convs, [frames] * len(options), [meta] * len(options),
-                          add_generation_prompt=False, padding_side="right")
-    labels = mask_labels(inputs["input_ids"], inputs["attention_mask"], lm.processor.tokenizer)
-    device = next(lm.model.parameters()).device
-    with torch.no_grad():
-        logits = lm.model(**inputs.to(device)).logits.float().cpu()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    target = labels[:, 1:]
-    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (target != IGNORE)).sum(dim=1).tolist()
-
-
 def eval_grounding(lm, rows: list[dict], cfg: EvalConfig) -> dict:
     answers = generate_answers(lm, rows, cfg.batch_size, cfg.max_new_tokens, cfg.max_frames)
     items = []
@@ -132,29 +148,55 @@ def eval_grounding(lm, rows: list[dict], cfg: EvalConfig) -> dict:
 
 
 def needle_meta(row: dict) -> dict:
-    """Colour, duration and depth of a needle sample, from the truth JSON beside its haystack."""
+    """Colour, duration, depth and frames of a needle sample, from the truth JSON beside its haystack."""
     needle = needle_truth(row["uri"])
     if needle is None:
         raise ValueError(f"{row['uri']}: no needle truth JSON beside the haystack; needle samples are scored "
                          "against it (rebuild them with `densevid tasks`)")
-    return dict(needle, options=needle_options(needle))
+    return needle
 
 
-def eval_needle(lm, rows: list[dict], max_frames: int = 0) -> dict:
-    """Multiple choice: the colour whose answer (same span, that colour) the model finds most likely."""
-    items = []
+def eval_needle(lm, rows: list[dict], cfg: EvalConfig) -> dict:
+    """The model answers each needle question (`<a - b seconds> colour`); colour and span are scored apart."""
+    needles = [needle_meta(r) for r in rows]  # every truth found before any generation
+    answers = generate_answers(lm, rows, cfg.batch_size, cfg.max_new_tokens, cfg.max_frames)
+    return needle_summary([needle_item(r, n, a) for r, n, a in zip(rows, needles, answers)])
+
+
+def dense_references(rows: list[dict], data: str) -> dict[str, tuple[str, list]]:
+    """Reference events per video: an imported ``reference:*`` dense caption of the dataset at ``data`` (the
+    first by model name), else the truth JSON beside a generated video; videos with neither are left out."""
+    imported = {}
+    if data:
+        from curation.store import Dataset
+
+        found = Dataset(data).sql(
+            "SELECT video_id, model, entries FROM dense_captions WHERE starts_with(model, 'reference:') "
+            "AND list_contains(?, video_id) ORDER BY video_id, model", [sorted({r["video_id"] for r in rows})])
+        for r in found.to_pylist():
+            imported.setdefault(r["video_id"], (r["model"], entry_events(r["entries"])))
+    out = {}
     for r in rows:
-        meta = needle_meta(r)
-        scores = option_scores(lm, r, meta["options"], max_frames)
-        chosen = COLOURS[max(range(len(COLOURS)), key=lambda k: scores[k])]
-        items.append(dict(sample_id=r["sample_id"], duration_s=meta["duration_s"], depth=meta["depth"],
-                          colour=meta["colour"], chosen=chosen, correct=chosen == meta["colour"]))
-    durations = sorted({i["duration_s"] for i in items})
-    depths = sorted({i["depth"] for i in items})
-    n = len(items)
-    return dict(n=n, accuracy=round(sum(i["correct"] for i in items) / n, 4) if n else 0.0, durations_s=durations,
-                depths=depths, grid=accuracy_grid(items, durations, depths), chance=round(1 / len(COLOURS), 4),
-                items=items)
+        if r["video_id"] in imported:
+            out[r["video_id"]] = imported[r["video_id"]]
+            continue
+        truth = read_truth(r["uri"])
+        events = truth_events(truth) if truth else []
+        if events:
+            out[r["video_id"]] = ("truth", events)
+    return out
+
+
+def eval_dense(lm, rows: list[dict], cfg: EvalConfig, references: dict[str, tuple[str, list]], scorer) -> dict:
+    """Each held-out dense-caption question answered, parsed into events and scored against its references."""
+    scored = [r for r in rows if r["video_id"] in references]
+    answers = generate_answers(lm, scored, cfg.batch_size, cfg.dense_max_new_tokens, cfg.max_frames)
+    items = []
+    for r, a in zip(scored, answers):
+        source, refs = references[r["video_id"]]
+        items.append(dict(sample_id=r["sample_id"], video_id=r["video_id"], reference=source, answer=a,
+                          **video_scores(parse_events(a), refs, scorer, TIOUS)))
+    return dict(dense_summary(items, TIOUS), without_reference=len(rows) - len(scored), items=items)
 
 
 def plot_heatmap(result: dict, path: Path, title: str) -> Path:
@@ -173,7 +215,9 @@ def plot_heatmap(result: dict, path: Path, title: str) -> Path:
     ax.set_ylabel("video duration")
     for (i, j), v in np.ndenumerate(grid):
         ax.text(j, i, "-" if np.isnan(v) else f"{v:.0%}", ha="center", va="center", fontsize=9)
-    ax.set_title(f"{title}: accuracy {result['accuracy']:.0%} (chance {result['chance']:.0%})", fontsize=9)
+    both = result[f"both@{NEEDLE_BOTH_TIOU}"]
+    ax.set_title(f"{title}: colour accuracy {result['accuracy']:.0%} (chance {result['chance']:.0%}), "
+                 f"colour and tIoU >= {NEEDLE_BOTH_TIOU} {both:.0%}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +227,19 @@ def plot_heatmap(result: dict, path: Path, title: str) -> Path:
 
 
 # --- the command ---------------------------------------------------------------------------------------
+
+
+def dataset_of(cfg: EvalConfig) -> str:
+    """The dataset folder whose tables hold the references: --data, else the one the mixture was built from."""
+    if cfg.data or not cfg.mixture:
+        return cfg.data
+    from mixtures.balance import balance_report
+
+    try:
+        built_from = balance_report(cfg.mixture).get("dataset", "")
+    except FileNotFoundError:
+        return ""
+    return built_from if built_from and Path(built_from).is_dir() else ""
 
 
 def held_out_rows(cfg: EvalConfig) -> list[dict]:
@@ -205,23 +262,30 @@ def run_eval(cfg: EvalConfig, lm=None) -> dict:
     problems = cfg.problems()
     if problems:
         raise ValueError("bad eval options:\n  " + "\n  ".join(problems))
-    lm = lm or load_model(cfg.model)
-    lm.model.eval()
     out = Path(cfg.out) if cfg.out else None
     rows = held_out_rows(cfg)
+    dense = [r for r in rows if r["task"] == DENSE_TASK][: cfg.max_samples] if cfg.dense_captions else []
+    if dense and scorer_problems():  # before the model loads: the way out, not a traceback an hour later
+        raise ValueError("cannot score the held-out dense captions:\n  " + "\n  ".join(scorer_problems()))
+    lm = lm or load_model(cfg.model)
+    lm.model.eval()
     report: dict = dict(model=cfg.model, config=asdict(cfg))
     grounding = [r for r in rows if r["task"] == "temporal_grounding"][: cfg.max_samples]
     if grounding:
         report["grounding"] = eval_grounding(lm, grounding, cfg)
+    if dense:
+        from synth.dense_eval import caption_scorer
+
+        report["dense_caption"] = eval_dense(lm, dense, cfg, dense_references(dense, dataset_of(cfg)), caption_scorer())
     needles = [r for r in rows if r["task"] == NEEDLE_TASK][: cfg.max_samples]
     if needles:
-        report["needle_dataset"] = eval_needle(lm, needles, cfg.max_frames)
+        report["needle_dataset"] = eval_needle(lm, needles, cfg)
         if out:
             plot_heatmap(report["needle_dataset"], out / "needle_dataset_heatmap.png", "needle (dataset)")
     if cfg.needle:
         base = out or Path("eval_out")
         generated = needle_rows(base / "needle_videos", cfg.needle_durations, cfg.needle_depths, cfg.needle_trials)
-        report["needle"] = eval_needle(lm, generated, cfg.max_frames)
+        report["needle"] = eval_needle(lm, generated, cfg)
         plot_heatmap(report["needle"], base / "needle_heatmap.png", "needle")
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ into a dataset (held out, split ``test``), and ``densevid eval --needle`` writes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from curation.frames import FramePolicy
 from curation.jobs import Stage, Stats
 from curation.stages import video_row
 from curation.store import Dataset
-from curation.times import SPAN_HINT, FrameSpan, render_span
+from curation.times import SPAN_HINT, FrameSpan, parse_span, render_span
 from curation.video import content_id, probe
 from synth.tasks import NEEDLE_TASK, Draft, TasksStage, clip_sample
 from synth.videos import PALETTE, read_truth, render_video, write_truth
@@ -102,9 +103,17 @@ def _window(needle: dict) -> FrameSpan:
     return FrameSpan(needle["start_frame"], needle["start_frame"] + needle["n_frames"], needle["fps"])
 
 
-def needle_options(needle: dict) -> list[str]:
-    """Every colour answered with the needle's true span: the choices of the multiple-choice eval."""
-    return [needle_answer(_window(needle), c) for c in COLOURS]
+def needle_span(needle: dict) -> tuple[float, float]:
+    """The needle's time span in seconds, on its haystack's clock."""
+    window = _window(needle)
+    return (window.start_s, window.end_s)
+
+
+def parse_needle_answer(text: str) -> tuple[tuple[float, float] | None, str | None]:
+    """The span (the first time span) and the colour (the last word, when it is one of COLOURS) of an answer in
+    the format ``needle_answer`` writes; None for a part the answer lacks."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return parse_span(text), words[-1] if words and words[-1] in COLOURS else None
 
 
 def haystack_video(path: Path) -> dict:

@@ -1,4 +1,5 @@
-"""`densevid eval`: grounding mIoU / R@IoU on held-out samples and needle-in-a-haystack heatmaps."""
+"""`densevid eval`: grounding mIoU / R@IoU and dense-caption scores on held-out samples, needle-in-a-haystack
+heatmaps."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 from densevid.cli import EXIT_OK, EXIT_USAGE, main
 from finetune import evaluate
 from finetune.evaluate import EvalConfig, answer_text, run_eval
-from synth.needle import COLOURS, needle_rows, needle_truth
+from synth.needle import COLOURS, NEEDLE_TASK, needle_rows, needle_truth
 from synth.videos import PALETTE
 from model.loader import load_model
 
@@ -17,7 +18,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_eval_command_scores_the_tiny_model_and_draws_the_heatmap(tiny_model, mixture, tmp_path, capsys):
     out = tmp_path / "eval"
     code = main(["eval", "--model", str(tiny_model), "--mixture", str(mixture), "--max-samples", "3", "--needle",
-                 "--needle-durations", "4,8", "--needle-depths", "0.2,0.8", "--needle-trials", "1", "--out", str(out)])
+                 "--needle-durations", "4,8", "--needle-depths", "0.2,0.8", "--needle-trials", "1", "--out", str(out),
+                 "--dense-max-new-tokens", "32"])
     assert code == EXIT_OK
     printed = json.loads(capsys.readouterr().out)
     report = json.loads((out / "eval.json").read_text())
@@ -30,6 +32,12 @@ def test_eval_command_scores_the_tiny_model_and_draws_the_heatmap(tiny_model, mi
     assert sum(v for row in n["grid"] for v in row) == pytest.approx(4 * n["accuracy"])
     assert (out / "needle_heatmap.png").read_bytes()[:8] == PNG
     assert len(list((out / "needle_videos").glob("*.mp4"))) == 4
+    dense = report["dense_caption"]
+    assert report["config"]["dense_max_new_tokens"] == 32
+    assert dense["n"] == 3 and set(printed["dense_caption"]["by_tiou"]) == {"0.3", "0.5", "0.7", "0.9"}
+    assert printed["dense_caption"]["soda_c"] == dense["soda_c"] and "items" not in printed["dense_caption"]
+    assert all(set(i["by_tiou"]["0.5"]) == {"precision", "recall", "f1", "bleu4", "meteor", "cider"}
+               for i in dense["items"])
 
 
 def test_scores_follow_the_answers(tiny_model, mixture, tmp_path, monkeypatch):
@@ -38,21 +46,20 @@ def test_scores_follow_the_answers(tiny_model, mixture, tmp_path, monkeypatch):
     from mixtures.balance import read_manifest
 
     grounding = [r for r in read_manifest(mixture) if r["task"] == "temporal_grounding"]
-    monkeypatch.setattr(evaluate, "generate_answers", lambda lm, rows, *a, **k: [answer_text(r) for r in rows])
     picks = {}
 
-    def scores(lm, row, options, max_frames=0):
-        colour = evaluate.needle_meta(row)["colour"]
-        picks[row["sample_id"]] = colour
-        return [1.0 if o.endswith(colour) else 0.0 for o in options]
+    def exact(lm, rows, *a, **k):
+        picks.update({r["sample_id"]: evaluate.needle_meta(r)["colour"] for r in rows if r["task"] == NEEDLE_TASK})
+        return [answer_text(r) for r in rows]
 
-    monkeypatch.setattr(evaluate, "option_scores", scores)
+    monkeypatch.setattr(evaluate, "generate_answers", exact)
     lm = load_model(tiny_model, device="cpu")
     report = run_eval(EvalConfig(model=str(tiny_model), mixture=str(mixture), needle=True, needle_durations=(4.0,),
                                  needle_depths=(0.5,), needle_trials=2, out=str(tmp_path)), lm=lm)
     assert report["grounding"]["n"] == len(grounding)
     assert report["grounding"]["miou"] == 1.0 and report["grounding"]["r@0.7"] == 1.0
     assert report["needle"]["accuracy"] == 1.0 and report["needle"]["grid"] == [[1.0]]
+    assert report["needle"]["both@0.5"] == 1.0 and report["needle"]["mean_tiou"] > 0.9  # targets round to 0.1 s
     assert report["needle_dataset"]["accuracy"] == 1.0 and len(picks) == 2 + report["needle_dataset"]["n"]
 
     def shifted(lm, rows, *a, **k):  # predictions shifted right by half their span: IoU 1/3
@@ -89,6 +96,80 @@ def test_needle_videos_show_the_needle_in_the_sampled_frames(tmp_path):
         assert len(hits) >= 2, (r["sample_id"], len(hits))
         truth = needle_truth(r["uri"])
         assert truth["depth"] == r["depth"] and truth["colour"] == r["colour"]
+
+
+def test_needle_answers_are_scored_on_colour_and_span_apart():
+    """No option carries the true span: a colour alone is right on colour only, the span alone on time only."""
+    needle = dict(start_frame=48, n_frames=24, fps=24.0, colour="blue", depth=0.1, duration_s=20.0)
+    row = dict(sample_id="s")
+    colour_only = evaluate.needle_item(row, needle, "blue")
+    assert colour_only["correct"] and colour_only["tiou"] == 0.0 and not colour_only["both"]
+    span_only = evaluate.needle_item(row, needle, "<2.0 - 3.0 seconds> red")
+    assert not span_only["correct"] and span_only["tiou"] == 1.0 and span_only["chosen"] == "red"
+    half = evaluate.needle_item(row, needle, "<2.5 - 3.0 seconds> Blue.")
+    assert half["correct"] and half["tiou"] == 0.5 and half["both"]
+    assert evaluate.needle_item(row, needle, "blue, at <2.0 - 3.0 seconds>")["chosen"] is None, "colour comes last"
+    summary = evaluate.needle_summary([dict(colour_only, duration_s=20.0), dict(half, duration_s=40.0)])
+    assert summary["accuracy"] == 1.0 and summary["mean_tiou"] == 0.25 and summary["both@0.5"] == 0.5
+    assert summary["grid_both"] == [[0.0], [1.0]] and summary["grid_tiou"] == [[0.0], [0.5]]
+
+
+def test_dense_captions_are_scored_against_the_truth_of_generated_videos(tiny_model, mixture, tmp_path,
+                                                                        monkeypatch):
+    """A model that writes each truth event at its (0.1 s rounded) span finds every event at tIoU 0.7 with
+    identical sentences; one that writes nothing scores 0."""
+    from curation.times import render_span
+    from synth.dense_eval import truth_events
+    from synth.videos import read_truth
+
+    def written(truth: dict) -> str:
+        return "\n".join(f"{render_span(e.start_s, e.end_s)} {e.sentence}." for e in truth_events(truth))
+
+    def truthful(lm, rows, *a, **k):
+        return [written(read_truth(r["uri"])) if r["task"] == "dense_caption" else answer_text(r) for r in rows]
+
+    monkeypatch.setattr(evaluate, "generate_answers", truthful)
+    lm = load_model(tiny_model, device="cpu")
+    report = run_eval(EvalConfig(model=str(tiny_model), mixture=str(mixture), out=str(tmp_path)), lm=lm)
+    dense = report["dense_caption"]
+    assert dense["n"] == 3 and dense["without_reference"] == 0 and {i["reference"] for i in dense["items"]} == {"truth"}
+    at7 = dense["by_tiou"]["0.7"]
+    assert at7["precision"] == at7["recall"] == at7["f1"] == 1.0
+    assert at7["meteor"] == 1.0 and at7["bleu4"] == pytest.approx(1.0, abs=1e-4)
+    assert 0.9 < dense["soda_c"] <= 1.0
+    per_video = json.loads((tmp_path / "eval.json").read_text())["dense_caption"]["items"]
+    assert [v["by_tiou"]["0.3"]["recall"] for v in per_video] == [1.0, 1.0, 1.0]
+
+    monkeypatch.setattr(evaluate, "generate_answers", lambda lm, rows, *a, **k: ["I see a video." for r in rows])
+    silent = run_eval(EvalConfig(model=str(tiny_model), mixture=str(mixture)), lm=lm)["dense_caption"]
+    assert silent["average"]["recall"] == 0.0 and silent["average"]["meteor"] == 0.0 and silent["soda_c"] == 0.0
+
+
+def test_imported_reference_dense_captions_come_before_the_truth(tmp_path):
+    from curation.store import Dataset
+
+    Dataset(tmp_path / "ds").write("dense_captions", [dict(
+        video_id="v1", model="reference:activitynet", prompt_version="", rendered="", renderer="seconds",
+        storyline="", code_version="", entries=[dict(start_s=4.0, end_s=9.0, summary="A man sits.", details=""),
+                                                dict(start_s=0.0, end_s=4.0, summary="A man walks in.", details="")])])
+    (tmp_path / "v2.json").write_text(json.dumps({"fps": 24.0, "scene_starts": [0], "shapes": [dict(
+        phrase="the red square", action="move up", start_s=1.0, end_s=2.0, boxes=[])]}))
+    rows = [dict(video_id="v1", uri=str(tmp_path / "v1.mp4")), dict(video_id="v2", uri=str(tmp_path / "v2.mp4")),
+            dict(video_id="v3", uri=str(tmp_path / "v3.mp4"))]
+    refs = evaluate.dense_references(rows, str(tmp_path / "ds"))
+    assert refs["v1"][0] == "reference:activitynet"
+    assert [(e.start_s, e.sentence) for e in refs["v1"][1]] == [(0.0, "A man walks in."), (4.0, "A man sits.")]
+    assert refs["v2"][0] == "truth" and refs["v2"][1][0].sentence == "the red square move up"
+    assert "v3" not in refs
+
+
+def test_dense_captions_without_java_stop_before_the_model_loads(mixture, monkeypatch):
+    import synth.dense_eval
+
+    monkeypatch.setattr(synth.dense_eval.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="default-jre-headless") as e:
+        run_eval(EvalConfig(model="no-such-model", mixture=str(mixture)))
+    assert "--no-dense-captions" in str(e.value)
 
 
 def test_eval_options_are_checked_together(capsys):
