@@ -60,7 +60,8 @@ class PipelineConfig:
                                  help="max frames per segment (even)")
     sample_frames: int = option(64, stages=("tasks",), help="max frames per training sample (even)")
     batch_size: int = option(4, stages=_GENERATE_STAGES, help="segments (verify: records) per generate call")
-    max_new_tokens: int = option(512, stages=_GENERATE_STAGES, help="most tokens generated per segment")
+    max_new_tokens: int = option(0, stages=_GENERATE_STAGES,
+                                 help="most tokens generated per item (0: the longest output the schema allows)")
     backend: str = option("transformers", stages=_GENERATE_STAGES, choices=BACKENDS,
                           help="inference backend for caption/ground/verify (vllm: GPU, "
                                "pip install 'densevid[vllm]')")

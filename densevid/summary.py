@@ -8,14 +8,18 @@ from rich.table import Table
 console = Console()
 
 
+_COLUMNS = {"rows_written", "finished_empty", "skipped_done", "failed"}
+
+
 def print_stage_summary(results) -> None:
     t = Table(title="stages", show_lines=False)
-    for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "why"):
+    for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "counts", "why"):
         t.add_column(col)
     for r in results:
         why = "; ".join(f"{k} x{v}" for k, v in r.reasons.most_common(2))
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()) if k not in _COLUMNS)
         t.add_row(r.stage, f"{r.seconds:.1f}", str(r.counts["rows_written"]), str(r.counts["finished_empty"]),
-                  str(r.counts["skipped_done"]), str(r.n_failed), why)
+                  str(r.counts["skipped_done"]), str(r.n_failed), counts, why)
     console.print(t)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curation import CODE_VERSION
-from curation.jobs import key_set
 from curation.store import Dataset
 from model.structured import text_field
 from synth.segment_model import SegmentModelStage

@@ -74,7 +74,8 @@ class SegmentModelStage(Stage):
         from synth.prompts import load_prompt
 
         self.engine = None
-        self.prompt_version, self.template = load_prompt(self.prompt_name)
+        if self.prompt_name:  # a stage that builds its questions itself (``question``) has no prompt file
+            self.prompt_version, self.template = load_prompt(self.prompt_name)
         if self.backend == "vllm":  # vLLM holds the weights; we keep only the processor
             from model.loader import LoadedModel, load_processor, model_revision
             from model.vllm_backend import VllmEngine
@@ -115,6 +116,14 @@ class SegmentModelStage(Stage):
     def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
         raise NotImplementedError
 
+    def question(self, seg: dict) -> str:
+        """What the model is asked about this item: the prompt file filled with the segment's span."""
+        return self.template.format(start_s=seg["start_s"], end_s=seg["end_s"])
+
+    def schema_budget(self, schemas: list[dict]) -> int:
+        """New tokens that fit the longest output the schemas allow (used when max_new_tokens is 0)."""
+        return token_budget(schemas)
+
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         prepared = [self._prepare(seg) for seg in batch]
         pending = list(range(len(batch)))
@@ -136,14 +145,14 @@ class SegmentModelStage(Stage):
             pending = still
         for i in pending:
             fail_item(self, ds, stats, batch[i]["item_id"], errors[i], errors[i].raw)
-        stats.add("segments", len(batch))
+        stats.add("items", len(batch))
         return [r for i in sorted(rows) for r in rows[i]]
 
     def _rows_of(self, seg: dict, out: Generated, indices: list[int], decoding: Decoding) -> list[dict]:
         """Rows from one output, or InvalidOutput naming what is wrong (a cut-off output says so)."""
         where = f"segment {seg['segment_id']}"
         if out.truncated:
-            budget = decoding.max_new_tokens or token_budget([self.schema(seg)])
+            budget = decoding.max_new_tokens or self.schema_budget([self.schema(seg)])
             raise OutputTruncated(f"{where}: output cut off at max_new_tokens={budget} before its JSON closed; "
                                   "raise --max-new-tokens (0 sizes it from the schema's bounds)", out.text)
         try:
@@ -155,12 +164,13 @@ class SegmentModelStage(Stage):
         idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames)
         frames = fit_pixels(read_frames(seg["uri"], idx), self.frames.max_pixels)
         md = video_metadata(idx, seg["fps"], seg["n_frames"], seg["width"], seg["height"])
-        prompt = self.template.format(start_s=seg["start_s"], end_s=seg["end_s"])
-        return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(prompt)], seg=seg)
+        return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(self.question(seg))],
+                    seg=seg)
 
     def _generate(self, prepared: list[dict], decoding: Decoding) -> list[Generated]:
         """One batched call; each row has its own schema (grounding bounds times to its segment)."""
         schemas = [self.schema(p["seg"]) for p in prepared]
+        decoding = replace(decoding, max_new_tokens=decoding.max_new_tokens or self.schema_budget(schemas))
         if self.engine is not None:
             return self.engine.generate_json(self.lm.processor, prepared, schemas, decoding)
         inputs = build_inputs(self.lm.processor, [p["conversation"] for p in prepared],

@@ -106,9 +106,9 @@ def segment_caption(rows: VideoRows) -> list[Draft]:
 
 
 def _grounding_key(g: dict) -> str:
-    """Ground truth by phrase and start (the keys samples had before model records came in); a model record
-    by its id, so it never shares a sample with a true record of the same phrase."""
-    if g.get("source", "ground_truth") == "ground_truth":
+    """The truth of generated videos by phrase and start (the keys its samples always had); any other record
+    (imported truth, a model's record) by its id, so records with the same phrase and start stay apart."""
+    if g.get("source", "ground_truth") == "ground_truth" and not g.get("model"):
         return f"{g['phrase']}@{g['start_s']:.3f}"
     return f"{g['source']}:{g['record_id']}"
 
@@ -142,12 +142,16 @@ def messages_json(prompt: str, answer: str) -> str:
     return json.dumps([user_video_message(prompt), assistant_message(answer)])
 
 
+def sample_id(draft: Draft, video: dict) -> str:
+    return stable_id(draft.task, video["video_id"], draft.key)
+
+
 def clip_sample(video: dict, draft: Draft, policy: FramePolicy, split: str | None = None) -> dict:
     """A `samples` row without token counts: frames picked inside the draft's clip, times from frames."""
     span = draft.span or FrameSpan(0, video["n_frames"], video["fps"])
     idx = sample_indices(span.start_frame, span.end_frame, span.fps, policy)
     return dict(
-        sample_id=stable_id(draft.task, video["video_id"], draft.key), task=draft.task, video_id=video["video_id"],
+        sample_id=sample_id(draft, video), task=draft.task, video_id=video["video_id"],
         uri=video["uri"], clip_start_s=span.start_s, clip_end_s=span.end_s, clip_start_frame=span.start_frame,
         clip_end_frame=span.end_frame, video_n_frames=video["n_frames"], frame_indices=idx, fps=video["fps"],
         messages=messages_json(draft.prompt, draft.answer), domain=video["domain"],
@@ -172,8 +176,10 @@ class TasksStage(Stage):
     whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run (empty: all
     of them); ``batch_size`` videos per batch, whose inputs come in one query per table.
 
-    A video is done for a choice of tasks once it has samples of one of them (or finished with none), so
-    ``tasks=("new_kind",)`` brings a new kind to videos built before it existed.
+    A video is done for a choice of tasks once it has samples of one of them, unless grounding records that
+    samples may use came in since (``done_ids``); ``tasks=("new_kind",)`` brings a new kind to videos built
+    before it existed. Nothing is recorded as finished: a video without samples is looked at again, since an
+    import or a verify pass may give it some.
     """
 
     model_id: str = ""
@@ -185,7 +191,6 @@ class TasksStage(Stage):
     name = "tasks"
     inputs = ("videos", "segments", "captions", "dense_captions", "grounding", "verdicts")
     output = "samples"
-    item_column = "video_id"
 
     def setup(self, ds: Dataset) -> None:
         from model.loader import load_processor
@@ -218,22 +223,40 @@ class TasksStage(Stage):
         return f"{self.source_model}|{','.join(sorted(self.kinds))}"
 
     def done_ids(self, ds: Dataset) -> set[str]:
-        rows = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task)", [list(self.kinds)])
-        return set(rows.column("video_id").to_pylist())
+        """Videos with samples of the chosen kinds, less those with more usable grounding records than
+        grounding samples (records imported or passed by `verify` since): those are built again, and only
+        their new samples are written."""
+        built = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task)", [list(self.kinds)])
+        done = set(built.column("video_id").to_pylist())
+        if "temporal_grounding" not in self.kinds:
+            return done
+        behind = ds.sql(
+            f"SELECT g.video_id FROM {_GROUNDING} LEFT JOIN (SELECT video_id, count(*) AS n FROM samples "
+            "WHERE task = 'temporal_grounding' GROUP BY video_id) n ON n.video_id = g.video_id "
+            f"WHERE {_USABLE} GROUP BY g.video_id HAVING count(*) > any_value(coalesce(n.n, 0))", [self.source_model])
+        return done - set(behind.column("video_id").to_pylist())
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        stored = {k[0] for k in ds.keys("samples")}
         rows = []
         for inputs in fetch_video_rows(ds, batch, self.source_model):
             for name in self.kinds:
                 drafts = BUILDERS[name](inputs)
-                rows += [self.sample(inputs.video, d) for d in drafts]
-                stats.add(name, len(drafts))
+                fresh = [d for d in drafts if sample_id(d, inputs.video) not in stored]
+                rows += [self.sample(inputs.video, d) for d in fresh]
+                stats.add(name, len(fresh))
+                stats.add("samples_already_stored", len(drafts) - len(fresh))
         stats.add("samples", len(rows))
         return rows
 
     def sample(self, video: dict, draft: Draft, split: str | None = None) -> dict:
         policy = self.segment_frames if draft.segment_level else self.frames
         return count_tokens(self.processor, clip_sample(video, draft, policy, split), draft, video)
+
+
+# grounding records samples may use: ground truth, and model records whose verdict by the model is passed
+_GROUNDING = "grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND v.model = ?"
+_USABLE = "(g.source = 'ground_truth' OR (g.source = 'model' AND v.passed))"
 
 
 def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoRows]:
@@ -248,9 +271,8 @@ def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoR
         "ORDER BY c.video_id, s.start_frame", [model, ids]).to_pylist())
     # ground truth, and the model records whose verdict by this model is passed
     grounding = _grouped(ds.sql(
-        "SELECT g.video_id, g.record_id, g.source, g.phrase, g.action, g.start_s, g.end_s, g.boxes "
-        "FROM grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND v.model = ? "
-        "WHERE list_contains(?, g.video_id) AND (g.source = 'ground_truth' OR (g.source = 'model' AND v.passed)) "
+        "SELECT g.video_id, g.record_id, g.source, g.model, g.phrase, g.action, g.start_s, g.end_s, g.boxes "
+        f"FROM {_GROUNDING} WHERE list_contains(?, g.video_id) AND {_USABLE} "
         "ORDER BY g.video_id, g.start_s, g.phrase, g.record_id", [model, ids]).to_pylist())
     return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []))
             for v in videos]

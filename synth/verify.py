@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from curation import CODE_VERSION
-from curation.frames import fit_pixels, sample_indices
 from curation.jobs import Stats
 from curation.store import Dataset
 from curation.times import parse_span
-from curation.video import read_frames
-from model.inputs import user_video_message, video_metadata
 from synth.captions import DETAIL_FIELDS
 from synth.metrics import box_iou, temporal_iou
 from synth.segment_model import SegmentModelStage
@@ -246,24 +243,8 @@ class VerifyStage(SegmentModelStage):
         """Verdicts are kept per verifying model."""
         return self.model_name
 
-    def setup(self, ds: Dataset) -> None:
-        """The model on its backend, as SegmentModelStage loads it; the question is the samples', not a file."""
-        from model.loader import load_model
-        from model.structured import GrammarCache
-
-        self.engine = None
-        if not self.decoding.max_new_tokens:  # 0: sized from the answer's bounds
-            self.decoding = replace(self.decoding, max_new_tokens=answer_tokens())
-        if self.backend == "vllm":
-            from model.loader import LoadedModel, load_processor, model_revision
-            from model.vllm_backend import VllmEngine
-
-            self.engine = VllmEngine(self.model_id)
-            self.lm = LoadedModel(None, load_processor(self.model_id), str(self.model_id),
-                                  model_revision(self.model_id))
-            return
-        self.lm = load_model(self.model_id)
-        self.grammars = GrammarCache(self.lm.processor.tokenizer, self.lm.model.config.get_text_config().vocab_size)
+    def schema_budget(self, schemas: list[dict]) -> int:
+        return answer_tokens()  # a pattern-bounded string the generic bound cannot measure
 
     def items(self, ds: Dataset) -> list[dict]:
         """The model's records with their segment's frames and the same model's caption of it (one query)."""
@@ -285,13 +266,8 @@ class VerifyStage(SegmentModelStage):
     def schema(self, item: dict) -> dict:
         return {"type": "string", "pattern": span_pattern(item["segment_end_s"])}
 
-    def _prepare(self, item: dict) -> dict:
-        """The segment's frames, as for any segment stage, and the record's question."""
-        idx = sample_indices(item["start_frame"], item["end_frame"], item["fps"], self.frames)
-        frames = fit_pixels(read_frames(item["uri"], idx), self.frames.max_pixels)
-        md = video_metadata(idx, item["fps"], item["n_frames"], item["width"], item["height"])
-        question = cycle_question(item["phrase"], item["action"])
-        return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(question)], seg=item)
+    def question(self, item: dict) -> str:
+        return cycle_question(item["phrase"], item["action"])
 
     def to_rows(self, item: dict, parsed, raw: str, frames_used: list[int]) -> list[dict]:
         answer = parse_span(parsed) if isinstance(parsed, str) else None

@@ -7,6 +7,7 @@ from curation.frames import FramePolicy
 from curation.jobs import run_stage
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
+from model.structured import Generated
 from synth.grounding import GroundStage
 
 
@@ -35,8 +36,8 @@ class ScriptedGroundStage(GroundStage):
 
     found: str = ""
 
-    def _generate(self, prepared: list[dict], decoding) -> list[str]:
-        return [json.dumps({"entities": self._entities(p["seg"])}) for p in prepared]
+    def _generate(self, prepared: list[dict], decoding) -> list[Generated]:
+        return [Generated(json.dumps({"entities": self._entities(p["seg"])})) for p in prepared]
 
     def _entities(self, seg: dict) -> list[dict]:
         if seg["segment_id"] != self.found:
@@ -58,4 +59,4 @@ def test_segments_with_nothing_found_are_finished_and_skipped_on_rerun(corpus, t
     assert [r["segment_id"] for r in ds.rows("grounding")] == [segments[0]]
     assert ds.finished("ground", stage.variant) == set(segments[1:])
     again = run_stage(stage, ds, progress=False)
-    assert again.counts["skipped_done"] == len(segments) and again.counts["segments"] == 0
+    assert again.counts["skipped_done"] == len(segments) and again.counts["items"] == 0
