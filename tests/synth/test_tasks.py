@@ -88,11 +88,11 @@ def test_needle_grid_and_frame_budgets_are_checked_together():
 
 
 def test_needle_truth_written_before_the_needle_had_its_clock(tmp_path):
-    from synth.needle import needle_options, needle_truth
+    from synth.needle import needle_span, needle_truth
 
     (tmp_path / "h.json").write_text(json.dumps({"fps": 24.0, "n_frames": 480, "scene_starts": [0], "shapes": [],
                                                  "needle": {"start_frame": 48, "n_frames": 24, "colour": "red",
                                                             "depth": 0.1}}))
     needle = needle_truth(tmp_path / "h.mp4")
     assert (needle["fps"], needle["duration_s"], needle["colour"]) == (24.0, 20.0, "red")
-    assert needle_options(needle)[0] == "<2.0 - 3.0 seconds> red"
+    assert needle_span(needle) == (2.0, 3.0)
