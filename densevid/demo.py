@@ -34,9 +34,9 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     console.rule("2/6 building the tiny Qwen3-VL checkpoint")
     model_dir = build_tiny_checkpoint(out / "tiny-qwen3-vl")
     console.print(f"checkpoint: {model_dir}")
-    console.rule("3/6 ingest -> split -> caption -> dense -> ground -> tasks")
+    console.rule("3/6 ingest -> split -> caption -> dense -> ground -> verify -> tasks")
     cfg = PipelineConfig(data=data, videos=videos, model=str(model_dir), caption_frames=8, sample_frames=16,
-                         batch_size=4, max_new_tokens=512)
+                         batch_size=4, max_new_tokens=512, needle=True)
     results = run_pipeline(cfg, progress=progress)
     print_stage_summary(results)
     console.rule("4/6 domain-balanced mixture")

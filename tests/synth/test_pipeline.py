@@ -22,7 +22,24 @@ def test_every_stage_wrote_rows_and_nothing_failed(built_dataset):
     assert counts["segments"] >= 3 + 2  # at least the planned cuts
     assert counts["captions"] == counts["segments"]
     assert counts["dense_captions"] == 3
-    assert sum(s.n_failed for s in stats if s.stage in ("ingest", "split", "caption", "dense", "tasks")) == 0
+    assert sum(s.n_failed for s in stats if s.stage in ("ingest", "split", "caption", "dense", "ground_truth",
+                                                        "tasks", "needle")) == 0
+
+
+def test_ground_accounts_for_every_segment_and_fails_only_on_broken_rules(built_dataset):
+    """The random model may break the schema's rules (a box with x1 >= x2, a span in the wrong order): such a
+    segment is a failure with the raw output kept; every other segment has records or is finished."""
+    cfg, _ = built_dataset
+    ds = Dataset(cfg.data)
+    model = str(cfg.model)
+    failures = [f for f in ds.rows("failures") if f["stage"] == "ground"]
+    assert all(f["error_type"] in ("InvalidOutput", "OutputTruncated") and f["raw"] for f in failures), failures
+    segments = set(ds.sql("SELECT segment_id FROM segments").column("segment_id").to_pylist())
+    grounded = set(ds.sql("SELECT segment_id FROM grounding WHERE source = 'model' AND model = ?", [model])
+                   .column("segment_id").to_pylist())
+    finished = ds.finished("ground", model)
+    assert segments == grounded | finished | {f["item_id"] for f in failures}
+    assert not grounded & finished
 
 
 def test_one_caption_per_segment_with_provenance(built_dataset):
