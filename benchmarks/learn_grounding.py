@@ -74,10 +74,9 @@ def blank_copies(rows: list[dict], folder: Path) -> list[dict]:
     return [dict(r, uri=blanks[r["uri"]]) for r in rows]
 
 
-def train_and_score(tiny: Path, train_rows: list[dict], held_out: list[dict], out: Path, args, ecfg) -> tuple:
-    """The `full` recipe on ``train_rows``; held-out scores after training, the summary and the seconds."""
+def train_and_score(tiny: Path, train_rows: list[dict], held_out: list[dict], out: Path, args, score) -> tuple:
+    """The `full` recipe on ``train_rows``; ``score(model, held_out)`` after training, the summary, the seconds."""
     from finetune.config import load_config
-    from finetune.evaluate import eval_grounding
     from finetune.train import train
     from model.loader import load_model
 
@@ -91,7 +90,7 @@ def train_and_score(tiny: Path, train_rows: list[dict], held_out: list[dict], ou
     t0 = time.perf_counter()
     summary = train(cfg)
     seconds = time.perf_counter() - t0
-    return eval_grounding(load_model(cfg.output_dir, device="cpu"), held_out, ecfg), summary, seconds
+    return score(load_model(cfg.output_dir, device="cpu"), held_out), summary, seconds
 
 
 def write_mixture(rows: list[dict], folder: Path) -> Path:
@@ -154,10 +153,14 @@ def main() -> None:
           f"({time.perf_counter() - t0:.0f} s to render)")
 
     ecfg = EvalConfig(model=str(tiny), batch_size=8, max_new_tokens=16)
-    before = eval_grounding(load_model(tiny, device="cpu"), held_out, ecfg)
-    after, summary, train_s = train_and_score(tiny, train_rows, held_out, root / "frames", args, ecfg)
+
+    def score(lm, rows):
+        return eval_grounding(lm, rows, ecfg)
+
+    before = score(load_model(tiny, device="cpu"), held_out)
+    after, summary, train_s = train_and_score(tiny, train_rows, held_out, root / "frames", args, score)
     blank, blank_summary, _ = train_and_score(tiny, blank_copies(train_rows, root / "blank"),
-                                              blank_copies(held_out, root / "blank"), root / "blank", args, ecfg)
+                                              blank_copies(held_out, root / "blank"), root / "blank", args, score)
     prior = prior_baseline(train_rows, held_out)
     by_shape = prior_baseline(train_rows, held_out, key=lambda r: "circle" if "circle" in question(r) else "square")
 
