@@ -14,7 +14,6 @@ training videos with as many events), and a model trained and scored on the same
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -96,24 +95,13 @@ def layout_baseline(train_rows: list[dict], held_out: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=48)
-    ap.add_argument("--held-out", type=int, default=8, help="of them, videos kept out of training")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    from learn_grounding import blank_copies, learning_check_args, quiet_libraries, train_and_score
+
+    ap = learning_check_args(__doc__)
     ap.add_argument("--max-new-tokens", type=int, default=160)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    quiet_libraries()
 
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-    from learn_grounding import blank_copies, train_and_score
     from model.loader import load_model, load_processor
     from model.tiny import build_tiny_checkpoint
 

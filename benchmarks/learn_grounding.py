@@ -121,15 +121,18 @@ def prior_baseline(train_rows: list[dict], held_out: list[dict], key=lambda r: "
     return grounding_summary([temporal_iou(mean.get(key(r)), parse_span(answer_text(r))) for r in held_out])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=48, help="videos generated (3 questions each)")
+def learning_check_args(doc: str) -> argparse.ArgumentParser:
+    """The options both learning checks share: corpus size, held-out videos, steps, learning rate, folder."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--videos", type=int, default=48, help="videos generated")
     ap.add_argument("--held-out", type=int, default=8, help="of them, videos kept out of training")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap
 
+
+def quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -137,6 +140,11 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def main() -> None:
+    args = learning_check_args(__doc__).parse_args()
+    quiet_libraries()
 
     from finetune.evaluate import EvalConfig, eval_grounding
     from model.loader import load_model, load_processor
