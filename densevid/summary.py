@@ -13,14 +13,17 @@ _COLUMNS = {"rows_written", "finished_empty", "skipped_done", "failed"}
 
 def print_stage_summary(results) -> None:
     t = Table(title="stages", show_lines=False)
-    for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "counts", "why"):
+    for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "why"):
         t.add_column(col)
     for r in results:
         why = "; ".join(f"{k} x{v}" for k, v in r.reasons.most_common(2))
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()) if k not in _COLUMNS)
         t.add_row(r.stage, f"{r.seconds:.1f}", str(r.counts["rows_written"]), str(r.counts["finished_empty"]),
-                  str(r.counts["skipped_done"]), str(r.n_failed), counts, why)
+                  str(r.counts["skipped_done"]), str(r.n_failed), why)
     console.print(t)
+    for r in results:  # each stage's own counts (gate checks, retries, samples per task), one line a stage
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()) if k not in _COLUMNS)
+        if counts:
+            console.print(f"  {r.stage}: {counts}", soft_wrap=True)
 
 
 def print_arrow(table, max_rows: int = 50) -> None:
