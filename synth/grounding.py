@@ -124,7 +124,7 @@ class GroundTruthStage(Stage):
         for v in batch:
             truth = read_truth(v["uri"])
             for shape in truth["shapes"]:
-                seg = _segment_at(segments.get(v["video_id"], []), (shape["start_s"] + shape["end_s"]) / 2)
+                seg = segment_at(segments.get(v["video_id"], []), (shape["start_s"] + shape["end_s"]) / 2)
                 validate_record(shape, 0.0, v["duration_s"])
                 rows.append(dict(
                     record_id=stable_id("ground_truth", v["video_id"], shape["phrase"], shape["start_s"]),
@@ -146,7 +146,7 @@ def segments_by_video(ds: Dataset, video_ids: list[str]) -> dict[str, list[dict]
     return out
 
 
-def _segment_at(segments: list[dict], t: float) -> str:
+def segment_at(segments: list[dict], t: float) -> str:
     """The segment of one video that holds time ``t`` ("" when none does)."""
     for s in segments:
         if s["start_s"] <= t < s["end_s"]:

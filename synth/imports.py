@@ -47,7 +47,7 @@ from curation import CODE_VERSION
 from curation.store import KEYS, Dataset, stable_id
 from curation.times import FrameSpan, frame_s
 from synth.dense import render_dense
-from synth.grounding import segments_by_video, validate_record
+from synth.grounding import segment_at, segments_by_video, validate_record
 
 STAGE = "import"
 FORMATS = ("charades-sta", "activitynet", "hc-stvg")
@@ -677,11 +677,6 @@ def failure_row(file_name: str, where: str, error: BaseException, raw: str = "")
                 raw=raw[:20000], created_at=time.time())
 
 
-def _segment_holding(segments: list[dict], t: float) -> str:
-    """The segment holding time ``t`` ("" when none does, e.g. before ``split``), as ground truth is filed."""
-    return next((s["segment_id"] for s in segments if s["start_s"] <= t < s["end_s"]), "")
-
-
 # --- the import -----------------------------------------------------------------------------------------------
 
 
@@ -749,7 +744,7 @@ def entry_rows(fmt: str, entry: Entry, video: dict, segments: list[dict], fail, 
         except ValueError as e:
             fail(a.where, e, entry.raw)
             continue
-        grounding.append(grounding_row(fmt, a, video, span, _segment_holding(segments, (span[0] + span[1]) / 2)))
+        grounding.append(grounding_row(fmt, a, video, span, segment_at(segments, (span[0] + span[1]) / 2)))
         events.append((a, span[0], span[1]))
     if not entry.reference:
         return grounding, []
