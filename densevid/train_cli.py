@@ -89,7 +89,8 @@ def _reparse(args):
 
 def train_config_from_args(args):
     """Recipe (first item without '='; default lora), then old-style flags, then key=value overrides."""
-    from finetune.config import load_config, parse_overrides
+    from curation.typed_config import parse_overrides
+    from finetune.config import load_config
 
     items = list(args.items)
     recipe = items.pop(0) if items and "=" not in items[0] else "lora"

@@ -5,14 +5,13 @@ Every problem (unknown key, bad type, bad value) is collected and reported at on
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
+from curation import typed_config
+from curation.typed_config import build, load_raw
 from model.loader import DEFAULT_MODEL
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -167,104 +166,17 @@ def _has_tensorboard() -> bool:
 
 def recipe_path(name_or_path: str) -> Path:
     """A preset name (`lora`, `s1-multimodal`, ...) or a YAML path."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists():
-            raise ValueError(f"recipe {p} not found")
-        return p
-    for base in (RECIPES_DIR, Path.cwd() / "recipes"):
-        if (base / f"{name_or_path}.yaml").exists():
-            return base / f"{name_or_path}.yaml"
-    raise ValueError(f"recipe {name_or_path!r} is neither a YAML file nor a preset; presets: {', '.join(PRESETS)}")
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`a.b=1 c=x` -> {"a": {"b": 1}, "c": "x"}; values are read as YAML scalars."""
-    out: dict = {}
-    bad = [i for i in items if "=" not in i]
-    if bad:
-        raise ValueError("overrides must look like key=value (e.g. max_steps=8 llm.lr=2e-4); got: " + ", ".join(bad))
-    for item in items:
-        key, _, raw = item.partition("=")
-        value = yaml.safe_load(raw) if raw else ""
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
-
-
-def merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return typed_config.recipe_path(name_or_path, [RECIPES_DIR, Path.cwd() / "recipes"], PRESETS)
 
 
 def load_config(recipe: str | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """Recipe YAML (optional) then overrides; raises ValueError listing every problem."""
-    raw: dict = {}
-    if recipe:
-        raw = yaml.safe_load(recipe_path(recipe).read_text()) or {}
-    extra = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides or []))
-    cfg, problems = build(TrainConfig, merge(raw, extra))
+    raw = load_raw(recipe_path(recipe) if recipe else None, overrides)
+    cfg, problems = build(TrainConfig, raw)
     problems += cfg.problems() if cfg is not None else []
     if problems:
         raise ValueError("bad training config:\n  " + "\n  ".join(problems))
     return cfg
-
-
-def build(cls, raw: dict, prefix: str = ""):
-    """Dataclass from a dict, collecting unknown keys and bad types instead of stopping at the first."""
-    problems: list[str] = []
-    if not isinstance(raw, dict):
-        return cls(), [f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}"]
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            problems.append(f"unknown key {prefix}{key}" + (f"; did you mean {prefix}{close[0]}?" if close else
-                                                             f"; known: {', '.join(names)}"))
-            continue
-        typ = hints[key]
-        if dataclasses.is_dataclass(typ):
-            kwargs[key], sub = build(typ, value, f"{prefix}{key}.")
-            problems += sub
-            continue
-        try:
-            kwargs[key] = coerce(value, typ)
-        except (TypeError, ValueError):
-            problems.append(f"{prefix}{key}: {value!r} is not a {getattr(typ, '__name__', typ)}")
-    return cls(**kwargs), problems
-
-
-def coerce(value, typ):
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return str(value).lower() in ("true", "1", "yes", "on")
-        raise ValueError(value)
-    if typ is int:
-        if isinstance(value, bool) or float(value) != int(float(value)):
-            raise ValueError(value)
-        return int(float(value))
-    if typ is float:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        return float(value)
-    if typ is str:
-        if isinstance(value, bool):  # resume=true reads as "auto"
-            return "auto" if value else ""
-        if isinstance(value, (dict, list)):
-            raise ValueError(value)
-        return "" if value is None else str(value)
-    if typing.get_origin(typ) is tuple:
-        return tuple(float(v) for v in value)
-    return value
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -3,7 +3,8 @@
 import pytest
 
 from densevid.cli import EXIT_OK, EXIT_USAGE, main
-from finetune.config import PRESETS, load_config, parse_overrides
+from curation.typed_config import parse_overrides
+from finetune.config import PRESETS, load_config
 
 
 @pytest.fixture
