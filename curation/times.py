@@ -4,6 +4,7 @@
 - The times Qwen3-VL's processor writes before each temporal patch (``<3.0 seconds>``).
 - The one renderer of time text (``<12.0 - 17.5 seconds>``, ``<12.0 seconds>``, ``<00:00:12 - 00:00:17>``)
   and its parser. Generation, training targets and evaluation all go through these.
+- Moving a text's times to a clip's clock (exports that cut clips), with the same renderers.
 """
 
 from __future__ import annotations
@@ -112,3 +113,71 @@ def parse_span(text: str) -> tuple[float, float] | None:
     """The first time span in ``text``; None when there is none."""
     spans = parse_spans(text)
     return spans[0] if spans else None
+
+
+# --- moving text to a clip's clock ------------------------------------------------------------------------
+
+_TIME_SECONDS = re.compile(rf"<\s*{_NUM}\s*seconds\s*>")
+_TIME_HMS = re.compile(rf"<\s*{_CLOCK}\s*>")
+# one pass over every time in a text: spans first, so an instant never matches half of a span
+_ANY_TIME = re.compile("|".join(f"(?P<{name}>{rx.pattern})" for name, rx in
+                                (("span_s", _SPAN_SECONDS), ("span_hms", _SPAN_HMS),
+                                 ("time_s", _TIME_SECONDS), ("time_hms", _TIME_HMS))))
+HMS_RESOLUTION_S = 1.0  # hms text keeps whole seconds only
+
+
+class TimeOutsideClip(ValueError):
+    """A time in a text that does not fall inside the clip it is moved to."""
+
+
+def _clock_s(h: str, m: str, s: str) -> float:
+    return float(int(h) * 3600 + int(m) * 60 + int(s))
+
+
+def _times_of(match: re.Match) -> tuple[str, list[float]]:
+    """(kind, values) of one match of ``_ANY_TIME``: kind is span_s, span_hms, time_s or time_hms."""
+    kind = match.lastgroup
+    groups = [g for g in match.groups()[match.re.groupindex[kind]:] if g is not None]
+    if kind == "span_s":
+        return kind, [float(groups[0]), float(groups[1])]
+    if kind == "span_hms":
+        return kind, [_clock_s(*groups[0:3]), _clock_s(*groups[3:6])]
+    if kind == "time_s":
+        return kind, [float(groups[0])]
+    return kind, [_clock_s(*groups[0:3])]
+
+
+def parse_times(text: str) -> list[float]:
+    """Every time in ``text`` in seconds, in order of appearance: both ends of each span and each instant
+    (``<12.5 seconds>``, ``<00:00:12>``)."""
+    return [t for m in _ANY_TIME.finditer(text) for t in _times_of(m)[1]]
+
+
+def rebase_times(text: str, offset_s: float, duration_s: float, tolerance_s: float = 0.1) -> str:
+    """``text`` with every time moved to a clip's clock: ``offset_s`` (the clip's start on the source clock)
+    subtracted, then rendered again by the same renderer in the same style (``<a - b seconds>``,
+    ``<t seconds>``, ``<HH:MM:SS - HH:MM:SS>``, ``<HH:MM:SS>``). Times inside JSON strings move too.
+
+    A moved time must lie in ``[0, duration_s]``; rendered text is rounded (0.1 s, or whole seconds for
+    hms), so it may pass either end by ``tolerance_s`` (at least the hms resolution for hms text) and is
+    then clamped to the clip. Beyond that, :class:`TimeOutsideClip` names the time and the clip.
+    """
+    if duration_s < 0:
+        raise ValueError(f"clip duration {duration_s} s must be >= 0")
+
+    def moved(match: re.Match) -> str:
+        kind, values = _times_of(match)
+        style = "hms" if kind.endswith("hms") else "seconds"
+        tol = max(tolerance_s, HMS_RESOLUTION_S) if style == "hms" else tolerance_s
+        out = []
+        for t in values:
+            r = t - offset_s
+            if r < -tol or r > duration_s + tol:
+                raise TimeOutsideClip(
+                    f"time {t:g} s in {match.group(0)!r} is {r:.3f} s on the clip's clock, outside the clip "
+                    f"[0, {duration_s:.3f}] s (clip starts at {offset_s:.3f} s on the source clock, tolerance "
+                    f"{tol:g} s); the text does not belong to this clip")
+            out.append(min(max(r, 0.0), duration_s))
+        return render_span(*out, style) if kind.startswith("span") else render_time(out[0], style)
+
+    return _ANY_TIME.sub(moved, text)
