@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from curation.video import VideoError
-from densevid import train_cli
+from densevid import mix_cli, train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 from synth.imports import FORMATS as IMPORT_FORMATS
@@ -109,11 +109,7 @@ def parser() -> argparse.ArgumentParser:
     _add_data(sql)
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    mix = sub.add_parser("mix", help="build a domain-balanced mixture")
-    _add_data(mix)
-    mix.add_argument("--name", default="balanced")
-    mix.add_argument("--split", default="train")
-    mix.add_argument("--balance", choices=("domain", "none"), default="domain")
+    mix_cli.add_parsers(sub)
     train_cli.add_parsers(sub)
     ev = sub.add_parser("eval-grounding", help="score model grounding against ground truth")
     _add_data(ev)
@@ -162,17 +158,6 @@ def cmd_sql(args) -> int:
         from densevid.summary import print_arrow
 
         print_arrow(table)
-    return EXIT_OK
-
-
-def cmd_mix(args) -> int:
-    from curation.store import Dataset
-    from densevid.summary import print_balance
-    from mixtures.balance import MixRecipe, balance_report, build_mixture
-
-    out = build_mixture(Dataset(args.data), MixRecipe(name=args.name, split=args.split, balance=args.balance))
-    print_balance(balance_report(out))
-    print(f"mixture: {out}")
     return EXIT_OK
 
 
@@ -244,11 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stages(args)
         if args.cmd == "sql":
             return cmd_sql(args)
-        if args.cmd == "mix":
-            return cmd_mix(args)
-        handled = train_cli.dispatch(args)
-        if handled is not None:
-            return handled
+        for commands in (mix_cli, train_cli):
+            handled = commands.dispatch(args)
+            if handled is not None:
+                return handled
         if args.cmd == "eval-grounding":
             return cmd_eval_grounding(args)
         if args.cmd == "compact":

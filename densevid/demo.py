@@ -19,7 +19,8 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     from densevid.pipeline import PipelineConfig, run_pipeline
     from finetune.config import load_config
     from finetune.train import train
-    from mixtures.balance import MixRecipe, balance_report, build_mixture
+    from mixtures.balance import balance_report, build_mixture
+    from mixtures.recipe import load_mix_recipe
     from model.structured import Decoding
     from model.tiny import build_tiny_checkpoint
     from synth.captions import CaptionStage
@@ -41,7 +42,7 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     print_stage_summary(results)
     console.rule("4/6 domain-balanced mixture")
     ds = Dataset(data)
-    mixture = build_mixture(ds, MixRecipe(name="balanced", split="train"))
+    mixture = build_mixture(ds, load_mix_recipe("balanced"))
     report = balance_report(mixture)
     console.rule("5/6 LoRA fine-tune")
     adapter = out / "runs" / "lora"

@@ -43,11 +43,32 @@ def _cell(v) -> str:
 
 
 def print_balance(report: dict) -> None:
-    t = Table(title="hours per domain (train split)")
-    for col in ("domain", "samples before", "hours before", "samples after", "hours after"):
-        t.add_column(col)
-    after = {r["domain"]: r for r in report["after"]}
-    for r in report["before"]:
-        a = after.get(r["domain"], {"samples": 0, "hours": 0.0})
-        t.add_row(r["domain"], str(r["samples"]), f"{r['hours']:.4f}", str(a["samples"]), f"{a['hours']:.4f}")
+    """Per balanced dimension: each group's target, natural and achieved share in the unit, and the error."""
+    unit = report["unit"]
+    head = f"mixture {report['mixture']} ({report['split'] or 'every split'}): {report['rows']} rows"
+    if not report["rows"]:
+        console.print(head + ": no samples, nothing written")
+        return
+    t = Table(title=f"{head}, {_amount(report['total'], unit)} {unit}, {report['repeated_rows']} repeated")
+    cols = ("dimension", "group", "target", "before", "achieved", "error", "samples") + ((unit,) if unit != "samples" else ())
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("dimension", "group") else "right")
+    for dim in report["balanced_by"] or ["domain"]:
+        for r in report["dimensions"][dim]:
+            target = f"{r['target']:.3f}" if "target" in r else "-"
+            error = f"{r['error']:+.4f}" if "error" in r else "-"
+            amount = (_amount(r["selected"], unit),) if unit != "samples" else ()
+            t.add_row(dim, r["group"], target, f"{r['before']:.3f}", f"{r['achieved']:.3f}", error, str(r["samples"]),
+                      *amount)
     console.print(t)
+    dropped = [f"{f['domain']} {f['split']} -> {f['filter']} -> {f['cap']}" for f in report["filtered"]
+               if f["cap"] < f["split"]]
+    if dropped:
+        console.print("  samples in split -> after filter -> after per-video cap: " + "; ".join(dropped),
+                      soft_wrap=True)
+    if report["missing_targets"]:
+        console.print("  targeted groups absent from this split: " + ", ".join(report["missing_targets"]))
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:.3f}" if unit == "hours" else f"{value:.0f}"

@@ -74,17 +74,23 @@ def _train_options(p) -> None:
                        help=f"same as {_FLAG_KEYS[flag]}=...")
 
 
-def _reparse(args):
-    """Options and overrides in any order (the main parser stops collecting positionals at the first option)."""
-    p = argparse.ArgumentParser(prog="densevid train")
-    _train_options(p)
+def reparse(args, add_options, prog: str):
+    """Options and overrides in any order (the main parser stops collecting positionals at the first option):
+    what follows the first option is parsed again, and an option given before it still counts."""
+    p = argparse.ArgumentParser(prog=prog)
+    add_options(p)
     later = p.parse_intermixed_args(list(args.rest))
-    for flag in _FLAG_KEYS:
-        if getattr(later, "flag_" + flag) is None:
-            setattr(later, "flag_" + flag, getattr(args, "flag_" + flag))
+    for name, value in vars(args).items():
+        if getattr(later, name, None) in (None, False):
+            setattr(later, name, value)
     later.items = list(args.items) + later.items
-    later.print_config = later.print_config or args.print_config
     return later
+
+
+def flag_overrides(args, flag_keys: dict) -> list[str]:
+    """Old-style flags as the key=value overrides they spell."""
+    return [f"{key}={getattr(args, 'flag_' + flag)}" for flag, key in flag_keys.items()
+            if getattr(args, "flag_" + flag) is not None]
 
 
 def train_config_from_args(args):
@@ -94,16 +100,14 @@ def train_config_from_args(args):
 
     items = list(args.items)
     recipe = items.pop(0) if items and "=" not in items[0] else "lora"
-    flags = [f"{key}={getattr(args, 'flag_' + flag)}" for flag, key in _FLAG_KEYS.items()
-             if getattr(args, "flag_" + flag) is not None]
-    return load_config(recipe, parse_overrides(flags + items))
+    return load_config(recipe, parse_overrides(flag_overrides(args, _FLAG_KEYS) + items))
 
 
 def cmd_train(args) -> int:
     from finetune.config import dump_yaml
     from finetune.train import train
 
-    args = _reparse(args)
+    args = reparse(args, _train_options, "densevid train")
     cfg = train_config_from_args(args)
     if args.print_config:
         print(dump_yaml(cfg), end="")

@@ -1,94 +1,308 @@
-"""Domain-balanced mixtures chosen by SQL over the catalog, written as a manifest folder."""
+"""Mixtures chosen by SQL over the catalog: a recipe's shares become per-group quotas, one query selects the
+rows, and the folder `<dataset>/mixtures/<name>/` holds the manifest, the recipe with that query, and the
+balance report (JSON and a bar chart)."""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.store import Dataset, atomic_write_parquet
+from mixtures.recipe import DIMENSIONS, UNIT_SQL, MixRecipe
+from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake, temperature_shares
+
+# Columns the pool adds for filters and bookkeeping; the manifest keeps `source` and `repeat` only.
+_VIDEO_COLUMNS = "coalesce(v.source, '') AS source, v.duration_s AS video_duration_s, " \
+                 "v.width AS video_width, v.height AS video_height"
+_HELPER_COLUMNS = ("cum", "pick", "unit_weight", "passes_filter", "eligible", "video_duration_s", "video_width",
+                   "video_height")
 
 
-_WORD = re.compile(r"[A-Za-z0-9_-]+")
+def sql_literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(float(value))
+
+
+def pool_sql(recipe: MixRecipe) -> str:
+    """CTEs ending in ``pool``: every sample of the split with its video's columns, its weight in the unit, a
+    seeded md5 to order by (stable across DuckDB versions, unlike ``hash()``), and whether it passes the
+    filter and the per-video cap (``eligible``)."""
+    where = [f"s.split = {sql_literal(recipe.split)}"] if recipe.split else []
+    if recipe.tasks:
+        where.append("s.task IN (" + ", ".join(sql_literal(t) for t in recipe.tasks) + ")")
+    cap = (f"passes_filter AND row_number() OVER (PARTITION BY video_id, passes_filter ORDER BY pick) "
+           f"<= {recipe.max_per_video}") if recipe.max_per_video else "passes_filter"
+    return f"""WITH joined AS (
+  SELECT s.*, {_VIDEO_COLUMNS}
+  FROM samples s LEFT JOIN videos v ON v.video_id = s.video_id
+  WHERE {" AND ".join(where) or "TRUE"}),
+weighed AS (
+  SELECT *, {UNIT_SQL[recipe.unit]} AS unit_weight, md5({sql_literal(f"{recipe.seed}:")} || sample_id) AS pick,
+    coalesce(({recipe.filter or "TRUE"}), FALSE) AS passes_filter
+  FROM joined),
+pool AS (SELECT *, {cap} AS eligible FROM weighed)"""
+
+
+def stats_sql(recipe: MixRecipe) -> str:
+    """The balance query: per (domain, task, source), samples and mass in the unit, in the split, after the
+    filter, and after the per-video cap."""
+    return pool_sql(recipe) + """
+SELECT domain, task, source,
+  count(*) AS n_split, sum(unit_weight) AS mass_split,
+  count(*) FILTER (WHERE passes_filter) AS n_filtered, coalesce(sum(unit_weight) FILTER (WHERE passes_filter), 0)
+    AS mass_filtered,
+  count(*) FILTER (WHERE eligible) AS n_eligible, coalesce(sum(unit_weight) FILTER (WHERE eligible), 0)
+    AS mass_eligible
+FROM pool GROUP BY ALL ORDER BY ALL"""
+
+
+def selection_sql(recipe: MixRecipe, dims: tuple[str, ...], cell_quotas: dict[Cell, float]) -> str:
+    """The query that picks the mixture: within each cell, eligible samples in hash order (every sample once
+    before any second copy), taken while the running total's midpoint stays under the cell's quota."""
+    values = ", ".join("(" + ", ".join([*map(sql_literal, cell), sql_literal(q)]) + ")"
+                       for cell, q in sorted(cell_quotas.items()))
+    cols = ", ".join(dims)
+    partition = f"PARTITION BY {cols} " if dims else ""
+    join = f"JOIN quotas USING ({cols})" if dims else "CROSS JOIN quotas"
+    return pool_sql(recipe) + f""",
+quotas({cols + ", " if dims else ""}quota) AS (VALUES {values or "(NULL)"}),
+copies AS (SELECT p.*, r.range AS repeat FROM pool p CROSS JOIN range({recipe.repeats()}) r WHERE p.eligible),
+ranked AS (SELECT *, sum(unit_weight) OVER ({partition}ORDER BY repeat, pick ROWS UNBOUNDED PRECEDING) AS cum
+  FROM copies)
+SELECT ranked.* EXCLUDE ({", ".join(_HELPER_COLUMNS)})
+FROM ranked {join}
+WHERE cum - unit_weight / 2 < quota
+ORDER BY {cols + ", " if dims else ""}repeat, pick"""
 
 
 @dataclass
-class MixRecipe:
-    name: str = "balanced"
-    split: str = "train"
-    balance: str = "domain"  # domain | none
-    tasks: tuple[str, ...] = ()  # empty: every task
-    max_per_domain: int = 0  # 0: the smallest domain's count
+class Plan:
+    """What a recipe asks of one split: cell shares and quotas, the total, and the query that selects."""
 
-    def problems(self) -> list[str]:
-        """Values go into the recorded SQL as literals, so they must be plain words."""
-        out = []
-        for field, value in [("name", self.name), ("split", self.split)] + [("tasks", t) for t in self.tasks]:
-            if not _WORD.fullmatch(value) and not (field == "split" and value == ""):
-                out.append(f"{field} {value!r} may only use letters, digits, '_' and '-'")
-        if self.balance not in ("domain", "none"):
-            out.append(f"balance {self.balance!r}: choose domain or none")
-        if self.max_per_domain < 0:
-            out.append(f"max_per_domain {self.max_per_domain} < 0; 0 means the smallest domain's count")
-        return out
-
-    def where(self) -> str:
-        conds = [f"split = '{self.split}'"] if self.split else []
-        if self.tasks:
-            conds.append("task IN (" + ", ".join(f"'{t}'" for t in self.tasks) + ")")
-        return " AND ".join(conds) or "TRUE"
+    recipe: MixRecipe
+    stats: list[dict]
+    dims: tuple[str, ...]
+    shares: dict[Cell, float] = field(default_factory=dict)
+    total: float = 0.0
+    sql: str = ""
+    missing: list[str] = field(default_factory=list)  # targeted groups absent from this split
 
 
-def mixture_sql(recipe: MixRecipe) -> str:
-    """The query that picks the mixture: the same number of samples per domain. sample_id is a sha256
-    prefix, so ordering by it is a stable pseudo-random choice across DuckDB versions."""
-    base = f"SELECT * FROM samples WHERE {recipe.where()}"
-    if recipe.balance == "none":
-        return base + " ORDER BY sample_id"
-    cap = f"LEAST((SELECT min(n) FROM counts), {recipe.max_per_domain})" if recipe.max_per_domain else \
-        "(SELECT min(n) FROM counts)"
-    return f"""
-WITH pool AS ({base}),
-counts AS (SELECT domain, count(*) AS n FROM pool GROUP BY domain),
-ranked AS (SELECT *, row_number() OVER (PARTITION BY domain ORDER BY sample_id) AS rn FROM pool)
-SELECT * EXCLUDE (rn) FROM ranked WHERE rn <= {cap} ORDER BY domain, sample_id"""
+def plan_mixture(con, recipe: MixRecipe, strict: bool = True) -> Plan:
+    """Shares and quotas from the split's group sizes. ``strict``: a targeted group with no samples is an
+    error (for held-out splits it is dropped and reported instead)."""
+    stats = _run(con, stats_sql(recipe), "the balance query").to_pylist()
+    plan = Plan(recipe, stats, recipe.dimensions())
+    mass = _cell_mass(stats, plan.dims)
+    if not mass:
+        return plan
+    targets = _marginal_targets(recipe, plan, mass, strict)
+    index = {d: i for i, d in enumerate(plan.dims)}
+    plan.shares = rake(mass, {index[d]: t for d, t in targets.items()}, plan.dims)
+    plan.total = plan_total(plan.shares, mass, recipe.repeats(), recipe.budget)
+    plan.sql = selection_sql(recipe, plan.dims, quotas(plan.shares, plan.total))
+    return plan
 
 
-def hours_by_domain_sql(where: str = "TRUE", table: str = "samples") -> str:
-    return (f"SELECT domain, count(*) AS samples, round(sum(clip_end_s - clip_start_s) / 3600, 4) AS hours "
-            f"FROM {table} WHERE {where} GROUP BY domain ORDER BY domain")
+def _cell_mass(stats: list[dict], dims: tuple[str, ...]) -> dict[Cell, float]:
+    mass: dict[Cell, float] = {}
+    for row in stats:
+        if row["mass_eligible"] > 0:
+            cell = tuple(row[d] for d in dims)
+            mass[cell] = mass.get(cell, 0.0) + row["mass_eligible"]
+    return mass
 
 
-def build_mixture(ds: Dataset, recipe: MixRecipe) -> Path:
-    """Write ``<dataset>/mixtures/<name>/`` with manifest.parquet, recipe.json and balance.json."""
-    problems = recipe.problems()
-    if problems:
-        raise ValueError("bad mixture recipe:\n  " + "\n  ".join(problems))
-    out = ds.root / "mixtures" / recipe.name
-    out.mkdir(parents=True, exist_ok=True)
-    query = mixture_sql(recipe)
-    manifest = ds.sql(query)
-    before = ds.sql(hours_by_domain_sql(recipe.where())).to_pylist()
-    atomic_write_parquet(manifest, out / "manifest.parquet")
-    con = _duck_over(manifest)
-    after = con.sql(hours_by_domain_sql(table="manifest")).fetchall()
-    report = {"before": before, "after": [dict(domain=d, samples=n, hours=h) for d, n, h in after],
-              "rows": manifest.num_rows, "dataset": str(ds.root)}
-    (out / "recipe.json").write_text(json.dumps({**asdict(recipe), "sql": query}, indent=1))
-    (out / "balance.json").write_text(json.dumps(report, indent=1))
+def _marginal_targets(recipe: MixRecipe, plan: Plan, mass: dict[Cell, float], strict: bool) -> dict:
+    out = {}
+    for i, dim in enumerate(plan.dims):
+        sizes = marginal(mass, i)
+        explicit = getattr(recipe.targets, dim)
+        if not explicit:
+            out[dim] = temperature_shares(sizes, recipe.temperature)
+            continue
+        absent = [g for g, share in explicit.items() if share > 0 and g not in sizes]
+        if absent and strict:
+            raise ValueError(f"targets.{dim}: {', '.join(absent)} ha{'s' if len(absent) == 1 else 've'} no "
+                             f"samples in split {recipe.split!r} after the filter and the per-video cap; "
+                             f"present: {', '.join(sorted(sizes))}. Drop {'it' if len(absent) == 1 else 'them'} "
+                             f"or loosen the filter")
+        plan.missing += [f"{dim}={g}" for g in absent]
+        out[dim] = normalized({g: s for g, s in explicit.items() if g in sizes})
     return out
 
 
-def _duck_over(table: pa.Table):
+def _run(con, query: str, what: str) -> pa.Table:
+    import duckdb
+
+    try:
+        result = con.sql(query)
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        out = fetch()
+        return out.read_all() if hasattr(out, "read_all") else out
+    except duckdb.Error as e:
+        raise ValueError(f"{what} failed: {str(e).splitlines()[0]}; check the recipe's filter and tasks") from e
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def balance(plan: Plan, manifest: pa.Table | None) -> dict:
+    """Per dimension and group: target, natural (before) and achieved share in the unit, and the error; what
+    the filter and the cap removed per domain; totals."""
+    after = _after_mass(manifest, plan.recipe.unit) if manifest is not None else []
+    dims = {dim: _dimension_rows(plan, dim, after) for dim in DIMENSIONS}
+    return {
+        "mixture": plan.recipe.name, "split": plan.recipe.split, "unit": plan.recipe.unit,
+        "balanced_by": list(plan.dims), "budget": plan.recipe.budget, "planned_total": plan.total,
+        "total": sum(r["mass"] for r in after), "rows": manifest.num_rows if manifest is not None else 0,
+        "repeated_rows": sum(r["repeated"] for r in after), "missing_targets": plan.missing,
+        "dimensions": dims, "filtered": _filtered(plan.stats),
+    }
+
+
+def _after_mass(manifest: pa.Table, unit: str) -> list[dict]:
     import duckdb
 
     con = duckdb.connect()
-    con.register("manifest", table)
-    return con
+    con.register("manifest", manifest)
+    return _run(con, f"SELECT domain, task, source, count(*) AS n, sum({UNIT_SQL[unit]}) AS mass, "
+                     f"count(*) FILTER (WHERE repeat > 0) AS repeated FROM manifest GROUP BY ALL", "report").to_pylist()
+
+
+def _dimension_rows(plan: Plan, dim: str, after: list[dict]) -> list[dict]:
+    before = _sum_by(plan.stats, dim, "mass_eligible")
+    got = _sum_by(after, dim, "mass")
+    count = _sum_by(after, dim, "n")
+    target = marginal(plan.shares, plan.dims.index(dim)) if dim in plan.dims else {}
+    b_total, a_total = sum(before.values()) or 1.0, sum(got.values()) or 1.0
+    rows = []
+    for group in sorted(set(before) | set(got) | set(target)):
+        achieved = got.get(group, 0.0) / a_total
+        row = {"group": group, "before": before.get(group, 0.0) / b_total, "achieved": achieved,
+               "available": before.get(group, 0.0), "selected": got.get(group, 0.0), "samples": int(count.get(group, 0))}
+        if dim in plan.dims:
+            row["target"] = target.get(group, 0.0)
+            row["error"] = achieved - row["target"]
+        rows.append(row)
+    return rows
+
+
+def _sum_by(rows: list[dict], dim: str, key: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in rows:
+        out[r[dim]] = out.get(r[dim], 0.0) + (r[key] or 0.0)
+    return out
+
+
+def _filtered(stats: list[dict]) -> list[dict]:
+    """Per domain: samples in the split, after the filter, after the per-video cap."""
+    out: dict[str, dict] = {}
+    for r in stats:
+        d = out.setdefault(r["domain"], {"domain": r["domain"], "split": 0, "filter": 0, "cap": 0})
+        d["split"] += r["n_split"]
+        d["filter"] += r["n_filtered"]
+        d["cap"] += r["n_eligible"]
+    return sorted(out.values(), key=lambda d: d["domain"])
+
+
+def max_error(report: dict) -> float:
+    """The largest |achieved - target| share over every balanced dimension."""
+    return max((abs(r["error"]) for rows in report["dimensions"].values() for r in rows if "error" in r), default=0.0)
+
+
+def write_chart(report: dict, path: Path) -> None:
+    """One panel per balanced dimension: before, target and achieved share of each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = report["balanced_by"] or ["domain"]
+    fig, axes = plt.subplots(len(dims), 1, figsize=(8, 2.6 * len(dims)), squeeze=False)
+    for ax, dim in zip(axes[:, 0], dims):
+        rows = report["dimensions"][dim]
+        xs = range(len(rows))
+        for k, (key, label) in enumerate((("before", "before"), ("target", "target"), ("achieved", "achieved"))):
+            ax.bar([x + (k - 1) * 0.27 for x in xs], [r.get(key, 0.0) for r in rows], width=0.27, label=label)
+        ax.set_xticks(list(xs), [r["group"] for r in rows], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(f"share of {report['unit']}")
+        ax.set_title(f"{report['mixture']}: {dim}", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """One mixture (the recipe's split or a held-out one): where it went and its report."""
+
+    name: str
+    path: Path | None
+    report: dict
+    sql: str
+
+
+def build_mixtures(ds: Dataset, recipe: MixRecipe, dry_run: bool = False) -> list[Built]:
+    """The recipe's mixture, then one per held-out split; ``dry_run`` selects and reports without writing."""
+    problems = recipe.problems()
+    if problems:
+        raise ValueError("bad mixture recipe:\n  " + "\n  ".join(problems))
+    con = ds.connect(read_only=True)
+    try:
+        out = [_build_one(ds, con, recipe, strict=True, dry_run=dry_run)]
+        out += [_build_one(ds, con, recipe.for_split(h), strict=False, dry_run=dry_run) for h in recipe.holdout]
+    finally:
+        con.close()
+    return out
+
+
+def build_mixture(ds: Dataset, recipe: MixRecipe) -> Path:
+    """Write the recipe's mixtures; the main one's folder."""
+    return build_mixtures(ds, recipe)[0].path
+
+
+def _build_one(ds: Dataset, con, recipe: MixRecipe, strict: bool, dry_run: bool) -> Built:
+    plan = plan_mixture(con, recipe, strict)
+    if not plan.sql:
+        if strict:
+            raise ValueError(f"no samples in split {recipe.split!r} pass the recipe's tasks and filter; build "
+                             f"samples first (`densevid tasks`) or loosen the filter")
+        return Built(recipe.name, None, balance(plan, None), "")
+    manifest = _run(con, plan.sql, "the selection query")
+    report = balance(plan, manifest)
+    report["dataset"] = str(ds.root)
+    if dry_run:
+        return Built(recipe.name, None, report, plan.sql)
+    out = ds.root / "mixtures" / recipe.name
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(manifest, out / "manifest.parquet")
+    recipe_json = {**asdict(recipe), "sql": plan.sql, "balance_sql": stats_sql(recipe)}
+    (out / "recipe.json").write_text(json.dumps(_finite(recipe_json), indent=1))
+    (out / "balance.json").write_text(json.dumps(_finite(report), indent=1))
+    write_chart(report, out / "balance.png")
+    return Built(recipe.name, out, report, plan.sql)
+
+
+def _finite(value):
+    """Strict JSON: an infinite temperature is written as the string "inf" (which recipes read back)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def read_manifest(mixture_dir: str | Path) -> list[dict]:

@@ -45,12 +45,13 @@ def test_failed_items_give_a_distinct_exit_status(tmp_path):
 
 def test_mix_writes_manifest_recipe_and_balance(built_dataset, tmp_path):
     cfg, _ = built_dataset
-    assert main(["mix", "--data", str(cfg.data), "--name", "cli", "--split", ""]) == EXIT_OK
+    assert main(["mix", "--data", str(cfg.data), "--name", "cli", "--split", "", "holdout="]) == EXIT_OK
     out = cfg.data / "mixtures" / "cli"
     report = json.loads((out / "balance.json").read_text())
-    after = {r["domain"]: r["samples"] for r in report["after"]}
-    assert len(set(after.values())) == 1, "every domain gets the same number of samples"
+    after = {r["group"]: r["samples"] for r in report["dimensions"]["domain"]}
+    assert len(after) > 1 and len(set(after.values())) == 1, "every domain gets the same number of samples"
     assert (out / "manifest.parquet").exists() and json.loads((out / "recipe.json").read_text())["sql"]
+    assert (out / "balance.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_console_script_is_installed():

@@ -8,10 +8,11 @@ import pytest
 @pytest.fixture(scope="session")
 def mixture(built_dataset):
     from curation.store import Dataset
-    from mixtures.balance import MixRecipe, build_mixture
+    from mixtures.balance import build_mixture
+    from mixtures.recipe import MixRecipe
 
     cfg, _ = built_dataset
-    return build_mixture(Dataset(cfg.data), MixRecipe(name="ft-all", split="", balance="none"))
+    return build_mixture(Dataset(cfg.data), MixRecipe(name="ft-all", split="", holdout=(), balance_by=()))
 
 
 @pytest.fixture(scope="session")

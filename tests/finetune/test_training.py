@@ -11,7 +11,8 @@ from finetune.data import IGNORE, SampleCollator, assistant_spans
 from finetune.config import load_config
 from finetune.modules import lora_target_regex
 from finetune.train import train
-from mixtures.balance import MixRecipe, build_mixture
+from mixtures.balance import build_mixture
+from mixtures.recipe import MixRecipe
 from model.loader import load_model
 
 
@@ -89,7 +90,7 @@ def test_vision_lora_never_targets_the_patch_embedding(tiny_model):
 def test_train_saves_an_adapter_that_reloads_to_the_same_logits(built_dataset, tiny_model, tmp_path, overrides):
     cfg, _ = built_dataset
     ds = Dataset(cfg.data)
-    mixture = build_mixture(ds, MixRecipe(name="all", split="", balance="none"))
+    mixture = build_mixture(ds, MixRecipe(name="all", split="", holdout=(), balance_by=()))
     out = tmp_path / "adapter"
     train(load_config("lora", overrides + [f"mixture={mixture}", f"output_dir={out}", "llm.lr=5e-3"]),
           log=lambda *_: None)
