@@ -1,0 +1,116 @@
+"""Cutting a sample's clip out of its source video: frame-accurate, cached, atomic.
+
+Clip frame k is source frame ``start_frame + k``, at the source's frame rate, so the clip starts at time 0
+and a time t on the source clock is ``t - start_frame / fps`` on the clip's. Frames are decoded the way
+the rest of the pipeline decodes them (``curation.video.read_frames``: decord, PyAV for rotated or odd
+files, display rotation applied) and encoded with libx264. A clip is cached once per
+(video_id, start_frame, end_frame) under ``<dataset>/clips/<video_id>/<start>-<end>.mp4``; an existing
+file is reused, never cut again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from curation.video import VideoError, read_frames
+
+CHUNK_FRAMES = 64  # frames decoded at once: bounded memory for long or large clips
+
+
+@dataclass(frozen=True)
+class ClipEncoding:
+    """libx264 settings of cut clips; every frame is kept (no B-frame reordering across the clip's ends)."""
+
+    crf: int = 18
+    preset: str = "veryfast"
+    gop_s: float = 2.0
+
+
+def clip_path(dataset_root: str | Path, video_id: str, start_frame: int, end_frame: int) -> Path:
+    return Path(dataset_root) / "clips" / video_id / f"{int(start_frame)}-{int(end_frame)}.mp4"
+
+
+def frame_rate(fps: float) -> Fraction:
+    """The stream's rate as a fraction (29.97 -> 30000/1001), so frame k sits at exactly k / fps."""
+    return Fraction(fps).limit_denominator(10000)
+
+
+def ensure_clip(src: str | Path, dest: Path, start_frame: int, end_frame: int, fps: float,
+                encoding: ClipEncoding = ClipEncoding()) -> bool:
+    """Cut frames ``[start_frame, end_frame)`` of ``src`` to ``dest`` unless it exists; True when cut now.
+
+    The clip is written to a temporary file beside ``dest`` and renamed once complete and checked (its
+    frame count), so a killed export leaves no half clip under the final name.
+    """
+    if dest.exists():
+        return False
+    if not 0 <= start_frame < end_frame:
+        raise VideoError(f"{src}: empty or negative frame span [{start_frame}, {end_frame}) to cut")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        _encode(src, tmp, start_frame, end_frame, fps, encoding)
+        n = _count(tmp)
+        if n != end_frame - start_frame:
+            raise VideoError(f"{src}: clip [{start_frame}, {end_frame}) came out with {n} frames, expected "
+                             f"{end_frame - start_frame}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _encode(src, tmp: Path, start_frame: int, end_frame: int, fps: float, enc: ClipEncoding) -> None:
+    import av
+
+    rate = frame_rate(fps)
+    with av.open(str(tmp), "w", format="mp4") as out:
+        stream = None
+        for a in range(start_frame, end_frame, CHUNK_FRAMES):
+            frames = read_frames(src, np.arange(a, min(a + CHUNK_FRAMES, end_frame)))
+            if stream is None:
+                h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
+                if h < 2 or w < 2:
+                    raise VideoError(f"{src}: frames of {frames.shape[2]}x{frames.shape[1]} are too small to encode")
+                stream = out.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = {"preset": enc.preset, "crf": str(enc.crf), "g": str(max(1, round(fps * enc.gop_s))),
+                                  "bf": "0"}
+            for img in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _count(path: Path) -> int:
+    import decord
+
+    return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
+
+
+def link_or_copy(src: Path, dest: Path) -> str:
+    """Put ``src`` at ``dest`` as a hard link (a copy across file systems); "kept" when ``dest`` already is
+    that file or an identical copy. The new entry appears under its name atomically."""
+    import filecmp
+    import shutil
+
+    if dest.exists() and (os.path.samefile(src, dest) or filecmp.cmp(src, dest, shallow=False)):
+        return "kept"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+        how = "linked"
+    except OSError:
+        shutil.copy2(src, tmp)
+        how = "copied"
+    os.replace(tmp, dest)
+    return how
