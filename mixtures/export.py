@@ -347,7 +347,7 @@ def _write_hf(items, out: Path, name: str, result: ExportResult) -> list[Path]:
     for split, records in sorted(by_split.items()):
         path = data / f"{split}-00000-of-00001.parquet"
         tmp = data / f".{path.name}.{os.getpid()}.tmp"
-        HFDataset.from_list(records, features=hf_features()).to_parquet(str(tmp))
+        _quiet_parquet(HFDataset.from_list(records, features=hf_features()), tmp)
         os.replace(tmp, path)
         written.append(path)
     for stale in data.glob("*.parquet"):  # splits of an earlier export into the same folder
@@ -355,6 +355,19 @@ def _write_hf(items, out: Path, name: str, result: ExportResult) -> list[Path]:
             stale.unlink()
     result.stats.counts.update({f"hf_{s}": len(r) for s, r in by_split.items()})
     return written
+
+
+def _quiet_parquet(table, path: Path) -> None:
+    """datasets' to_parquet without its one-batch progress bar under ours."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        table.to_parquet(str(path))
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
 
 
 def _card_yaml(items) -> str:
