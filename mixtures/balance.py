@@ -31,8 +31,8 @@ def sql_literal(value) -> str:
 
 def pool_sql(recipe: MixRecipe) -> str:
     """CTEs ending in ``pool``: every sample of the split with its video's columns, its weight in the unit, a
-    seeded md5 to order by (stable across DuckDB versions, unlike ``hash()``), and whether it passes the
-    filter and the per-video cap (``eligible``)."""
+    seeded md5 as a 128-bit number to order by (stable across DuckDB versions, unlike ``hash()``), and whether
+    it passes the filter and the per-video cap (``eligible``)."""
     where = [f"s.split = {sql_literal(recipe.split)}"] if recipe.split else []
     if recipe.tasks:
         where.append("s.task IN (" + ", ".join(sql_literal(t) for t in recipe.tasks) + ")")
@@ -43,7 +43,7 @@ def pool_sql(recipe: MixRecipe) -> str:
   FROM samples s LEFT JOIN videos v ON v.video_id = s.video_id
   WHERE {" AND ".join(where) or "TRUE"}),
 weighed AS (
-  SELECT *, {UNIT_SQL[recipe.unit]} AS unit_weight, md5({sql_literal(f"{recipe.seed}:")} || sample_id) AS pick,
+  SELECT *, {UNIT_SQL[recipe.unit]} AS unit_weight, md5_number({sql_literal(f"{recipe.seed}:")} || sample_id) AS pick,
     coalesce(({recipe.filter or "TRUE"}), FALSE) AS passes_filter
   FROM joined),
 pool AS (SELECT *, {cap} AS eligible FROM weighed)"""
@@ -62,21 +62,22 @@ SELECT domain, task, source,
 FROM pool GROUP BY ALL ORDER BY ALL"""
 
 
-def selection_sql(recipe: MixRecipe, dims: tuple[str, ...], cell_quotas: dict[Cell, float]) -> str:
+def selection_sql(recipe: MixRecipe, dims: tuple[str, ...], cell_quotas: dict[Cell, tuple[float, int]]) -> str:
     """The query that picks the mixture: within each cell, eligible samples in hash order (every sample once
-    before any second copy), taken while the running total's midpoint stays under the cell's quota."""
-    values = ", ".join("(" + ", ".join([*map(sql_literal, cell), sql_literal(q)]) + ")"
-                       for cell, q in sorted(cell_quotas.items()))
+    before any second copy; a cell gets only the copies it needs), taken while the running total's midpoint
+    stays under the cell's quota."""
+    values = ", ".join("(" + ", ".join([*map(sql_literal, cell), sql_literal(q), str(n)]) + ")"
+                       for cell, (q, n) in sorted(cell_quotas.items()))
     cols = ", ".join(dims)
     partition = f"PARTITION BY {cols} " if dims else ""
-    join = f"JOIN quotas USING ({cols})" if dims else "CROSS JOIN quotas"
+    join = f"JOIN quotas q USING ({cols})" if dims else "CROSS JOIN quotas q"
     return pool_sql(recipe) + f""",
-quotas({cols + ", " if dims else ""}quota) AS (VALUES {values or "(NULL)"}),
-copies AS (SELECT p.*, r.range AS repeat FROM pool p CROSS JOIN range({recipe.repeats()}) r WHERE p.eligible),
+quotas({cols + ", " if dims else ""}quota, copies) AS (VALUES {values}),
+copies AS (SELECT p.*, q.quota, unnest(range(q.copies)) AS repeat FROM pool p {join} WHERE p.eligible),
 ranked AS (SELECT *, sum(unit_weight) OVER ({partition}ORDER BY repeat, pick ROWS UNBOUNDED PRECEDING) AS cum
   FROM copies)
-SELECT ranked.* EXCLUDE ({", ".join(_HELPER_COLUMNS)})
-FROM ranked {join}
+SELECT * EXCLUDE ({", ".join(_HELPER_COLUMNS)}, quota)
+FROM ranked
 WHERE cum - unit_weight / 2 < quota
 ORDER BY {cols + ", " if dims else ""}repeat, pick"""
 
@@ -106,7 +107,9 @@ def plan_mixture(con, recipe: MixRecipe, strict: bool = True) -> Plan:
     index = {d: i for i, d in enumerate(plan.dims)}
     plan.shares = rake(mass, {index[d]: t for d, t in targets.items()}, plan.dims)
     plan.total = plan_total(plan.shares, mass, recipe.repeats(), recipe.budget)
-    plan.sql = selection_sql(recipe, plan.dims, quotas(plan.shares, plan.total))
+    cell_quotas = quotas(plan.shares, plan.total)
+    copies = {c: min(recipe.repeats(), max(1, math.ceil(q / mass[c] - 1e-9))) for c, q in cell_quotas.items()}
+    plan.sql = selection_sql(recipe, plan.dims, {c: (q, copies[c]) for c, q in cell_quotas.items()})
     return plan
 
 
