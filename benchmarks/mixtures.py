@@ -107,14 +107,14 @@ def main() -> None:
         _, t_copy = timed(lambda: con.sql(f"COPY (SELECT * FROM samples WHERE split = 'train') TO "
                                           f"'{tmp}/copy.parquet' (FORMAT parquet)"))
         print(f"baseline: copy of the train split to Parquet {t_copy:.2f} s")
-        print(f"| recipe | balance query | build (written) | build / copy | rows | max share error |")
-        print("|---|---|---|---|---|---|")
+        print("| recipe | balance query | build (written) | build / copy | rows | repeated rows | max share error |")
+        print("|---|---|---|---|---|---|---|")
         for label, (preset, overrides) in RECIPES.items():
             recipe = load_mix_recipe(preset, {**overrides, "holdout": []})
             _, t_stats = timed(lambda: con.sql(stats_sql(recipe)).fetchall())
             built, t_build = timed(lambda: build_mixtures(ds, recipe))
             report = built[0].report
-            print(f"| {label} | {t_stats:.2f} s | {t_build:.2f} s | {t_build / t_copy:.1f}x | {report['rows']} | "
+            print(f"| {label} | {t_stats:.2f} s | {t_build:.2f} s | {t_build / t_copy:.1f}x | {report['rows']} | {report['repeated_rows']} | "
                   f"{max_error(report):.5f} |")
         con.close()
 
