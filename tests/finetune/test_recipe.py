@@ -90,7 +90,8 @@ def test_packing_gives_the_loss_of_the_padded_batch(rows, tiny_model):
         joined = {k: v for k, v in packed["inputs"].items() if not k.startswith("pack_")}
         c = lm.model(**joined, num_items_in_batch=n, use_cache=False).loss
     assert abs(a.item() - b.item()) < 1e-5, (a.item(), b.item())
-    assert abs(a.item() - c.item()) > 1e-3
+    # a random tiny model moves the loss little, but 10x more than the packed/padded tolerance above
+    assert abs(a.item() - c.item()) > 1e-4, (a.item(), c.item())
 
 
 def test_too_long_samples_are_dropped_and_counted_never_cut(rows, tiny_model, overrides):
