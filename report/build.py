@@ -1,0 +1,159 @@
+"""Writing the site: ``<out>/index.html`` (overview), ``list/videos-NNNN.html`` (the video list, paged, with a
+filter over all videos), ``videos/<video>.html``, ``mixtures/<name>.html``, ``assets/``, ``thumbs/``.
+
+A page is rewritten only when its data changed: ``<out>/.report-state.json`` keeps a digest of each page's
+data (and of the code that renders it); a page whose thumbnails could not all be cut is not recorded, so the
+next run tries again. Thumbnails are cut only when missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from curation.store import Dataset
+from report import data as D
+from report import html as H
+from report.assets import CSS, JS
+from report.thumbs import Thumbs
+
+STATE = ".report-state.json"
+
+
+def _code_version() -> str:
+    """A digest of the code that renders pages: changing a template rewrites every page."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("data.py", "html.py", "assets.py", "thumbs.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    index: Path
+    videos: int = 0
+    mixtures: int = 0
+    pages_written: int = 0
+    pages_reused: int = 0
+    pages_removed: int = 0
+    thumbs_cut: int = 0
+    thumbs_cached: int = 0
+    thumb_failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        bad = f", {len(self.thumb_failures)} videos without thumbnails" if self.thumb_failures else ""
+        return (f"report: {self.videos} videos, {self.mixtures} mixtures; pages {self.pages_written} written, "
+                f"{self.pages_reused} reused; thumbnails {self.thumbs_cut} cut, {self.thumbs_cached} cached{bad}; "
+                f"{self.seconds:.1f} s -> {self.index}")
+
+
+def check_dataset(data: str | Path) -> Path:
+    root = Path(data).expanduser()
+    if not (root / "videos").is_dir():
+        raise FileNotFoundError(f"{root}: not a dataset (no videos/ table); build one first with "
+                                f"`densevid run --videos DIR --data {root}`")
+    return root
+
+
+def write_report(data: str | Path, out: str | Path, progress: bool = True, thumbnails: bool = True) -> ReportResult:
+    """Write (or bring up to date) the static site for dataset ``data`` in ``out``."""
+    t0 = time.perf_counter()
+    ds = Dataset(check_dataset(data))
+    out = Path(out).expanduser().resolve()
+    for sub in ("assets", "list", "videos", "mixtures"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    res = ReportResult(out=out, index=out / "index.html")
+    thumbs = Thumbs(out, enabled=thumbnails)
+    version = f"{_code_version()}:{'thumbs' if thumbnails else 'nothumbs'}"
+    state_path = out / STATE
+    try:
+        old = json.loads(state_path.read_text()).get("pages", {})
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        old = {}
+    new: dict[str, str] = {}
+    produced: set[str] = set()
+
+    def put(rel: str, page_data, render, needs=(), record: bool = True) -> str | None:
+        """Cut the page's missing thumbnails, then write it unless its digest is unchanged; returns the
+        thumbnail error, if any (the page is then written with a note and not recorded)."""
+        error = None
+        for video_id, uri, frames in needs:
+            r = thumbs.ensure(video_id, uri, frames)
+            res.thumbs_cut += r.cut
+            res.thumbs_cached += r.cached
+            if r.error:
+                error = r.error
+                res.thumb_failures.append((video_id, r.error))
+        digest = hashlib.sha256((version + json.dumps(page_data, sort_keys=True, default=str)).encode()).hexdigest()
+        path = out / rel
+        produced.add(rel)
+        if error is None and old.get(rel) == digest and path.exists():
+            res.pages_reused += 1
+        else:
+            _write_text(path, render(error))
+            res.pages_written += 1
+        if error is None and record:
+            new[rel] = digest
+        return error
+
+    tables = D.load_tables(ds)
+    videos = {v["video_id"]: v for v in tables.videos}
+    mdirs = D.mixture_dirs(ds)
+    membership = D.mixture_membership(mdirs)
+    mixtures = [D.mixture_page(d, videos) for d in mdirs]
+    res.videos, res.mixtures = len(videos), len(mixtures)
+
+    _write_if_changed(out / "assets" / "report.css", CSS)
+    _write_if_changed(out / "assets" / "report.js", JS)
+    index_rows = D.video_index(tables)
+    _write_if_changed(out / "assets" / "videos.js", H.videos_js(index_rows))
+    n_pages = max(1, -(-len(index_rows) // D.PAGE_SIZE))
+    for k in range(1, n_pages + 1):
+        rows = index_rows[(k - 1) * D.PAGE_SIZE:k * D.PAGE_SIZE]
+        put(f"list/{H.list_page_name(k)}", [k, n_pages, len(index_rows), rows],
+            lambda _err, rows=rows, k=k: H.video_list_html(rows, k, n_pages, len(index_rows)))
+
+    bar = tqdm(tables.videos, desc="report", unit="video", disable=not progress, leave=False)
+    for v in bar:
+        page = D.video_page(tables, v, membership)
+        put(f"videos/{D.page_name(v['video_id'])}.html", page,
+            lambda err, page=page: H.video_html(page, thumbs, err),
+            needs=[(v["video_id"], v["uri"], D.page_frames(page))])
+    bar.close()
+    for m in mixtures:
+        needs = [(x["video_id"], x["uri"], D.chat_frames(x["chat"])) for x in m["examples"]]
+        put(f"mixtures/{m['page']}.html", m, lambda _err, m=m: H.mixture_html(m, thumbs), needs=needs)
+    overview = D.overview(tables, mixtures)
+    put("index.html", [overview, str(ds.root)], lambda _err: H.overview_html(overview, str(ds.root)))
+
+    for rel in set(old) - set(new):  # pages of videos or mixtures that are gone
+        if rel.startswith(("videos/", "mixtures/", "list/")) and rel not in produced and (out / rel).exists():
+            (out / rel).unlink()
+            res.pages_removed += 1
+    _write_text(state_path, json.dumps({"version": version, "dataset": str(ds.root), "pages": new}, indent=0))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except FileNotFoundError:
+        pass
+    _write_text(path, text)

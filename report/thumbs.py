@@ -1,0 +1,82 @@
+"""Thumbnails: the exact frame at a stated frame index, decoded with the project's own reader
+(``curation.video.read_frames``: decord, PyAV for rotated or odd files), shrunk and cached as JPEG under
+``<out>/thumbs/<video>/<frame>.jpg``. A video id is a hash of the file's bytes, so a cached thumbnail never
+goes stale; a rerun cuts only the ones missing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from report.data import page_name
+
+THUMB_WIDTH = 192
+
+
+@dataclass
+class ThumbResult:
+    cut: int = 0
+    cached: int = 0
+    error: str | None = None
+
+
+class Thumbs:
+    def __init__(self, out: Path, width: int = THUMB_WIDTH, enabled: bool = True):
+        self.out = Path(out)
+        self.width = width
+        self.enabled = enabled
+
+    @staticmethod
+    def rel(video_id: str, frame: int) -> str:
+        """Path of a thumbnail relative to the site root."""
+        return f"thumbs/{page_name(video_id)}/{int(frame)}.jpg"
+
+    def path(self, video_id: str, frame: int) -> Path:
+        return self.out / self.rel(video_id, frame)
+
+    def ensure(self, video_id: str, uri: str, frames: set[int] | list[int]) -> ThumbResult:
+        """Cut the thumbnails of ``frames`` that are not cached yet, in one decoding call."""
+        res = ThumbResult()
+        if not self.enabled:
+            return res
+        frames = sorted({int(f) for f in frames})
+        missing = [f for f in frames if not self.path(video_id, f).exists()]
+        res.cached = len(frames) - len(missing)
+        if not missing:
+            return res
+        from curation.video import read_frames
+
+        try:
+            decoded = read_frames(uri, missing)
+        except Exception as e:  # an unreadable file shows as a note on its page, never stops the report
+            res.error = f"{type(e).__name__}: {e}"
+            return res
+        folder = self.path(video_id, 0).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame, rgb in zip(missing, decoded):
+            _write_jpeg(self._shrink(rgb), self.path(video_id, frame))
+            res.cut += 1
+        return res
+
+    def _shrink(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        if w <= self.width:
+            return rgb
+        size = (self.width, max(1, round(h * self.width / w)))
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _write_jpeg(rgb: np.ndarray, path: Path, quality: int = 85) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"could not encode a thumbnail for {path}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
