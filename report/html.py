@@ -191,16 +191,19 @@ def video_html(page: dict, thumbs: Thumbs | None, note: str | None = None) -> st
     out.append('<h2 id="timeline">Timeline</h2><div class="strip">')
     out += [frame_figure(thumbs, vid, x["frame"], x["t_s"], aspect, root) for x in page["timeline"]]
     out.append('</div><div class="cutlabels">')
-    for s in page["segments"]:
-        if s["idx"] and s["cut_score"] is not None:
-            out.append(f'<span style="left:{100 * s["start_s"] / dur:.2f}%">cut {n(s["cut_score"], ".1f")}</span>')
+    last = -100.0
+    for s in page["segments"]:  # a label where it has room; every cut marker carries its score as a tooltip
+        x = 100 * s["start_s"] / dur
+        if s["idx"] and s["cut_score"] is not None and x - last >= 5.0:
+            out.append(f'<span style="left:{x:.2f}%">cut {n(s["cut_score"], ".1f")}</span>')
+            last = x
     out.append('</div><div class="segbar">')
     for k, s in enumerate(page["segments"]):
         left, width = 100 * s["start_s"] / dur, 100 * (s["end_s"] - s["start_s"]) / dur
         out.append(f'<a class="seg" href="#seg-{k}" style="left:{left:.2f}%;width:{width:.2f}%" '
                    f'title="segment {int(s["idx"])}: {n(s["start_s"], ".2f")}–{n(s["end_s"], ".2f")} s">{int(s["idx"])}</a>')
         if s["idx"]:
-            out.append(f'<div class="cut" style="left:{left:.2f}%"></div>')
+            out.append(f'<div class="cut" style="left:{left:.2f}%" title="cut score {n(s["cut_score"], ".2f")}"></div>')
     out.append(f'</div><div class="axislabels"><span>0 s</span><span>{n(dur, ".1f")} s</span></div>')
     # segments
     cols = page["caption_columns"]
