@@ -175,7 +175,7 @@ def mixture_page(mdir: Path, videos: dict[str, dict]) -> dict:
                              "fps": row["fps"], "width": video.get("width"), "height": video.get("height"),
                              "video_name": file_name(video.get("uri") or row.get("uri") or ""),
                              "uri": video.get("uri") or row.get("uri") or "",
-                             "chat": chat(row, video.get("n_frames"))})
+                             "chat": chat(row)})
     tasks = Counter(r["task"] for r in manifest)
     domains = Counter(r["domain"] for r in manifest)
     return {
@@ -223,7 +223,7 @@ def video_groups(frame_indices: list[int], fps: float, temporal_patch: int = 2) 
             for k, t in enumerate(times)]
 
 
-def chat(sample: dict, n_frames: int | None = None) -> list[dict]:
+def chat(sample: dict) -> list[dict]:
     """The sample's messages as turns of parts: text, or the video as its ``<t seconds>`` groups."""
     try:
         messages = json.loads(sample["messages"] or "[]")
@@ -290,7 +290,7 @@ def video_page(t: Tables, video: dict, membership: dict[str, list[str]] | None =
     membership = membership or {}
     samples = [{**sample_summary(s), "frames": len(s["frame_indices"] or []),
                 "mixtures": [{"name": m, "page": page_name(m)} for m in membership.get(s["sample_id"], [])],
-                "chat": chat(s, n_frames)} for s in t.samples.get(vid, [])]
+                "chat": chat(s)} for s in t.samples.get(vid, [])]
     own = {vid} | set(seg_idx) | {g["record_id"] for g in grounding} | {s["sample_id"] for s in samples}
     timeline = [int((k + 0.5) * n_frames / TIMELINE_THUMBS) for k in range(TIMELINE_THUMBS)] if n_frames else []
     return {

@@ -131,7 +131,7 @@ def test_chat_markers_are_where_the_processor_puts_them(tables, tiny_model):
                 continue
             seen.add(s["task"])
             v = videos[vid]
-            turns = D.chat(s, v["n_frames"])
+            turns = D.chat(s)
             groups = [g for p in turns[0]["parts"] if p["type"] == "video" for g in p["groups"]]
             frames = np.zeros((len(s["frame_indices"]), 64, 64, 3), np.uint8)
             inputs = build_inputs(processor, [json.loads(s["messages"])[:1]], [frames],
@@ -205,3 +205,20 @@ def test_page_names_are_plain_ids_or_hashes():
     for bad in ("../x", "a/b", '<script>"', ".hidden", "", "x" * 80):
         name = D.page_name(bad)
         assert re.fullmatch(r"x-[0-9a-f]{16}", name), name
+
+
+def test_the_video_list_is_paged_and_the_filter_data_holds_every_video(tmp_path):
+    ds = Dataset(tmp_path / "dataset")
+    n = 2 * D.PAGE_SIZE + 50
+    ds.write("videos", [dict(video_id=f"v{i:05d}", uri=f"/videos/{i % 7}/clip{i:05d}.mp4", domain=f"d{i % 3}",
+                             duration_s=10.0, fps=24.0, n_frames=240, width=64, height=48) for i in range(n)])
+    out = tmp_path / "site"
+    res = write_report(ds.root, out, progress=False, thumbnails=False)
+    pages = sorted((out / "list").glob("videos-*.html"))
+    assert [p.name for p in pages] == ["videos-0001.html", "videos-0002.html", "videos-0003.html"]
+    assert [p.read_text().count('<tr><td><a href="../videos/') for p in pages] == [D.PAGE_SIZE, D.PAGE_SIZE, 50]
+    listed = json.loads((out / "assets" / "videos.js").read_text().split("=", 1)[1].strip().rstrip(";"))
+    assert sorted(v["video_id"] for v in listed) == [f"v{i:05d}" for i in range(n)]
+    index = (out / "index.html").read_text()
+    assert all(f'href="list/{p.name}"' in index for p in pages) and "clip00001" not in index
+    assert res.pages_written == 1 + 3 + n
