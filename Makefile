@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,report]'
+	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,ray,report]'
 	command -v java >/dev/null || $(MAKE) java
 	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@

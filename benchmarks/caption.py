@@ -22,7 +22,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from curation.frames import FramePolicy
-    from curation.jobs import run_stage
+    from curation.executors import run_stage
     from curation.stages import IngestStage, SplitStage
     from curation.store import Dataset
     from model.structured import Decoding

@@ -92,7 +92,7 @@ def densevid_split(path: Path) -> list[int]:
 
 def densevid_split_stage(path: Path, data: Path, workers: int) -> float:
     """The real split stage (ingest first, untimed); returns seconds for split alone."""
-    from curation.jobs import run_stage
+    from curation.executors import run_stage
     from curation.stages import IngestStage, SplitStage
     from curation.store import Dataset
 

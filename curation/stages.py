@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats, fail_item, key_set, run_batches_in_pool, write_batch
+from curation.stage import Stage, Stats, key_set
 from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
                              segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
@@ -141,38 +140,23 @@ class SplitStage(Stage):
         edges = list(range(0, v["n_frames"] - size // 2, size)) + [None]
         return list(zip(edges[:-1], edges[1:]))
 
-    def run_parallel(self, pending: list[dict], ds: Dataset, stats: Stats, bar, workers: int) -> None:
-        """Chunks of every video share one pool, longest first, so one long video keeps all workers busy."""
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    def units(self, v: dict) -> list[dict] | None:
+        """A long video's chunks, each detected on its own (any worker, any node) and joined by ``combine``.
+        A chunk starts early and ends late by enough frames (longer than a fade through black) that the
+        joined cuts equal one pass over the whole video."""
+        spans = self.chunks(v)
+        if len(spans) < 2:
+            return None
+        warmup = max(2 * self.detector.min_scene_len_frames, int(10 * v["fps"]))
+        tail = max(2 * self.detector.min_scene_len_frames, int(2 * v["fps"]))
+        return [dict(uri=v["uri"], start=a, end=b, warmup=warmup, tail=tail, size=(b or v["n_frames"]) - a)
+                for a, b in spans]
 
-        if self.detector.detector == "transnetv2":  # one model pass per video, no chunks
-            return run_batches_in_pool(self, ds, [[v] for v in pending], stats, bar, workers)
-        fps = max(v["fps"] for v in pending)
-        warmup = max(2 * self.detector.min_scene_len_frames, int(10 * fps))  # longer than a fade through black
-        tail = max(2 * self.detector.min_scene_len_frames, int(2 * fps))
-        jobs = [(v, a, b) for v in pending for a, b in self.chunks(v)]
-        jobs.sort(key=lambda j: -((j[2] or j[0]["n_frames"]) - j[1]))
-        parts: dict[str, list] = {v["video_id"]: [] for v in pending}
-        left = Counter(v["video_id"] for v, _, _ in jobs)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(detect_span, v["uri"], self.detector, a, b, warmup, tail): v for v, a, b in jobs}
-            for fut in as_completed(futures):
-                v = futures[fut]
-                vid = v["video_id"]
-                if vid not in left:
-                    continue  # an earlier chunk of this video failed
-                try:
-                    parts[vid].append(fut.result())
-                except Exception as e:
-                    left.pop(vid)
-                    fail_item(self, ds, stats, vid, e)
-                    bar.update(1)
-                    continue
-                left[vid] -= 1
-                if left[vid] == 0:
-                    rows = self._video_rows(v, combine_spans(parts.pop(vid), self.detector), stats)
-                    write_batch(self, ds, [v], rows, stats)
-                    bar.update(1)
+    def run_unit(self, unit: dict):
+        return detect_span(unit["uri"], self.detector, unit["start"], unit["end"], unit["warmup"], unit["tail"])
+
+    def combine(self, v: dict, parts: list, stats: Stats) -> list[dict]:
+        return self._video_rows(v, combine_spans(parts, self.detector), stats)
 
     def _rows(self, v: dict, spans: list[tuple[int, int]], det) -> list[dict]:
         params = detector_params(self.detector, self.policy)

@@ -6,6 +6,7 @@ carries a deterministic key, so a stage can skip keys already written and a kill
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -200,6 +201,30 @@ EMPTY_PART = "part-empty.parquet"
 COMPACTION_JOURNAL = "_compaction.json"
 
 
+COMPACTION_LOCK = ".compacting"
+STALE_LOCK_S = 3600.0
+
+
+@contextlib.contextmanager
+def _compaction_lock(d: Path):
+    """One compactor per table at a time, across processes and nodes (an exclusive create on the shared
+    folder); a lock left by a killed process is taken over after an hour."""
+    lock = d / COMPACTION_LOCK
+    try:
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        yield False
+        return
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def _write_empty(schema: pa.Schema, path: Path) -> None:
     """A schema-only file with no row groups, so an empty table still has typed columns in DuckDB."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -236,6 +261,15 @@ class Dataset:
         reader racing the compactor, never leaves both copies visible nor neither.
         """
         d = self.table_dir(table)
+        old = [f for f in self.files(table) if f.name != EMPTY_PART]
+        if len(old) <= 1:
+            return len(old), len(old)
+        with _compaction_lock(d) as locked:
+            if not locked:  # another process (a shard, a worker) compacts this table right now
+                return len(old), len(old)
+            return self._compact_locked(table, d)
+
+    def _compact_locked(self, table: str, d: Path) -> tuple[int, int]:
         old = [f for f in self.files(table) if f.name != EMPTY_PART]
         if len(old) <= 1:
             return len(old), len(old)

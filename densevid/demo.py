@@ -14,7 +14,7 @@ from densevid.summary import console, print_balance, print_stage_summary
 
 
 def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
-    from curation.jobs import run_stage
+    from curation.executors import run_stage
     from curation.store import TABLES, Dataset
     from densevid.pipeline import PipelineConfig, run_pipeline
     from finetune.config import load_config

@@ -3,12 +3,14 @@ config's fields."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 from curation.domains import parse_rule
 from curation.frames import FramePolicy
-from curation.jobs import Stats, parse_shard, run_stage
+from curation.executors import EXECUTORS, RunOptions, run_stage
+from curation.stage import Stats, parse_shard
 from curation.scenes import DetectorConfig, SegmentPolicy
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
@@ -49,6 +51,18 @@ class PipelineConfig:
     data: Path = option(help="dataset directory (Parquet tables + catalog)")
     workers: int = option(1, help="processes for CPU stages (ingest, split)")
     shard: str | None = option(None, help="i/n: process only shard i of n (for cluster schedulers)")
+    executor: str = option("local", choices=EXECUTORS,
+                           help="local (this machine) or ray (a Ray cluster; pip install 'densevid[ray]')")
+    ray_address: str = option("", help="with --executor ray: the cluster to join, e.g. auto or ray://head:10001 "
+                                       "(default: start a local one)")
+    ray_min_actors: int = option(1, stages=_GENERATE_STAGES, help="with --executor ray: fewest model workers")
+    ray_max_actors: int = option(0, stages=_GENERATE_STAGES,
+                                 help="with --executor ray: most model workers (0: as many as the GPUs hold)")
+    write_rows: int = option(0, help="group finished batches into files of about this many rows "
+                                     "(0: a file per batch; default 1000 with --executor ray)")
+    write_every_s: float = option(0.0, help="also write a group once it is this old (default 30 with --executor ray)")
+    compact_above: int = option(64, help="compact a table the stage wrote to one file once it has more files "
+                                         "than this (0: never)")
     videos: Path | None = option(None, stages=("ingest",), help="folder of videos; subfolders name domains")
     manifest: Path | None = option(None, stages=("ingest",),
                                    help="CSV/JSONL/Parquet with uri and any of domain, source, license")
@@ -65,6 +79,11 @@ class PipelineConfig:
     backend: str = option("transformers", stages=_GENERATE_STAGES, choices=BACKENDS,
                           help="inference backend for caption/ground/verify (vllm: GPU, "
                                "pip install 'densevid[vllm]')")
+    retries: int = option(2, stages=_GENERATE_STAGES,
+                          help="sampled retries of an output that breaks a rule (time outside the segment, bad box)")
+    vllm_max_model_len: int = option(32768, stages=_GENERATE_STAGES, help="with --backend vllm: context length")
+    vllm_gpu_memory: float = option(0.85, stages=_GENERATE_STAGES,
+                                    help="with --backend vllm: share of GPU memory the one engine per worker takes")
     renderer: str = option("seconds", stages=("dense",), choices=STYLES,
                            help="dense caption times: <12.0 - 17.5 seconds> or <00:00:12 - 00:00:17>")
     storyline: bool = option(False, stages=("dense",),
@@ -95,8 +114,14 @@ class PipelineConfig:
             out.append(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.renderer not in STYLES:
             out.append(f"--renderer {self.renderer!r}: choose one of {', '.join(STYLES)}")
+        if self.retries < 0:
+            out.append(f"--retries {self.retries} must be >= 0")
         if self.workers < 1:
             out.append(f"--workers {self.workers} must be >= 1")
+        if not 0 < self.vllm_gpu_memory <= 1:
+            out.append(f"--vllm-gpu-memory {self.vllm_gpu_memory} must be a share in (0, 1]")
+        if self.vllm_max_model_len < 1024:
+            out.append(f"--vllm-max-model-len {self.vllm_max_model_len} must be >= 1024")
         try:
             parse_shard(self.shard)
         except ValueError as e:
@@ -107,11 +132,29 @@ class PipelineConfig:
         unknown = [t for t in self.tasks if t not in BUILDERS]
         if unknown:
             out.append(f"--tasks {','.join(unknown)}: unknown task kinds; choose from {', '.join(BUILDERS)}")
-        return out + grid_problems(self.needle_durations_s, self.needle_depths)
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            out.append("--executor ray needs Ray: pip install 'densevid[ray]'")
+        return out + self.run_options().problems() + grid_problems(self.needle_durations_s, self.needle_depths)
+
+    def run_options(self) -> RunOptions:
+        ray = self.executor == "ray"
+        return RunOptions(executor=self.executor, workers=self.workers, shard=_shard(self.shard),
+                          ray_address=self.ray_address, min_actors=self.ray_min_actors, max_actors=self.ray_max_actors,
+                          write_rows=self.write_rows or (1000 if ray else 0),
+                          write_every_s=self.write_every_s or (30.0 if ray else 0.0), compact_above=self.compact_above)
+
+
+def _shard(text: str | None):
+    try:
+        return parse_shard(text)
+    except ValueError:
+        return None  # reported by problems()
 
 
 def build_stage(name: str, cfg: PipelineConfig):
     decoding = Decoding(max_new_tokens=cfg.max_new_tokens)
+    vllm = dict(vllm_max_model_len=cfg.vllm_max_model_len, vllm_gpu_memory=cfg.vllm_gpu_memory,
+                max_retries=cfg.retries)
     frames = FramePolicy(max_frames=cfg.caption_frames)
     if name == "ingest":
         return [IngestStage(videos=Path(cfg.videos), manifest=cfg.manifest, domain_rules=cfg.domain_rules)]
@@ -119,16 +162,16 @@ def build_stage(name: str, cfg: PipelineConfig):
         return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
     if name == "caption":
         return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
-                             backend=cfg.backend)]
+                             backend=cfg.backend, **vllm)]
     if name == "dense":
         return [DenseStage(model_id=cfg.model, storyline=cfg.storyline, renderer=cfg.renderer)]
     if name == "ground":
         return [GroundTruthStage(),
                 GroundStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
-                            backend=cfg.backend)]
+                            backend=cfg.backend, **vllm)]
     if name == "verify":
         return [VerifyStage(model_id=cfg.model, gate=cfg.gate, frames=frames, decoding=decoding,
-                            batch_size=cfg.batch_size, backend=cfg.backend)]
+                            batch_size=cfg.batch_size, backend=cfg.backend, **vllm)]
     if name == "tasks":
         frames = FramePolicy(max_frames=cfg.sample_frames)
         stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames),
@@ -144,8 +187,15 @@ def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress
     if problems:
         raise ValueError("bad configuration:\n  " + "\n  ".join(problems))
     ds = Dataset(cfg.data)
+    options = cfg.run_options()
     results = []
-    for name in stages:
-        for stage in build_stage(name, cfg):
-            results.append(run_stage(stage, ds, progress=progress, workers=cfg.workers, shard=parse_shard(cfg.shard)))
+    try:
+        for name in stages:
+            for stage in build_stage(name, cfg):
+                results.append(run_stage(stage, ds, progress=progress, options=options))
+    finally:
+        if cfg.executor == "ray":
+            from curation.executors.ray import shutdown_actors
+
+            shutdown_actors()
     return results

@@ -22,6 +22,8 @@ def print_stage_summary(results) -> None:
     console.print(t)
     for r in results:  # each stage's own counts (gate checks, retries, samples per task), one line a stage
         counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()) if k not in _COLUMNS)
+        if r.nodes:  # Ray: how many nodes did the work
+            counts += f", nodes {len(r.nodes)}"
         if counts:
             console.print(f"  {r.stage}: {counts}", soft_wrap=True)
 

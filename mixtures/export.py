@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from curation.jobs import Stage, Stats, fail_item
+from curation.stage import Stage, Stats, fail_item
 from curation.store import Dataset
 from curation.times import FrameSpan, rebase_times
 from curation.video import VideoError, probe

@@ -71,6 +71,19 @@ def load_model(
     return LoadedModel(model, processor, str(model_id), revision or _local_revision(path))
 
 
+_SHARED: dict = {}
+
+
+def shared_model(model_id: str | Path) -> LoadedModel:
+    """The model this process loaded last for the same id and checkpoint, or a fresh load: caption, ground
+    and verify of one run (or one Ray worker) load their model once. One model is kept at a time."""
+    key = (model_key(model_id), model_revision(model_id))
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = load_model(model_id)
+    return _SHARED[key]
+
+
 def model_key(model_id: str | Path) -> str:
     """How a model is named in tables: local checkpoints by absolute path, hub ids as given."""
     path = Path(str(model_id)).expanduser()

@@ -48,6 +48,21 @@ class VllmEngine:
         return [Generated(o.outputs[0].text, truncated=o.outputs[0].finish_reason == "length") for o in outs]
 
 
+_ENGINES: dict = {}
+
+
+def shared_engine(model_id: str, max_model_len: int = 32768, gpu_memory_utilization: float = 0.85) -> VllmEngine:
+    """One engine per process, reused by every stage that asks for the same model and options (creating a
+    second ``LLM`` in the same process would claim the GPU's memory share again). One is kept at a time."""
+    key = (str(model_id), max_model_len, gpu_memory_utilization)
+    if key not in _ENGINES:
+        for old in _ENGINES.values():
+            del old.llm
+        _ENGINES.clear()
+        _ENGINES[key] = VllmEngine(model_id, max_model_len, gpu_memory_utilization)
+    return _ENGINES[key]
+
+
 def _sampling(schema: dict, decoding: Decoding):
     from vllm import SamplingParams
 

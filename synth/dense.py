@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from curation import CODE_VERSION
-from curation.jobs import Stage, Stats, log
+from curation.stage import Resources, Stage, Stats, log
 from curation.store import Dataset
 from curation.times import render_span
 from model.loader import model_key
@@ -89,12 +89,17 @@ class DenseStage(Stage):
     def variant(self) -> str:
         return f"{model_key(self.model_id)}|{self.prompt_version}"
 
+    @property
+    def resources(self) -> Resources:
+        """The storyline pass runs the model; merging alone is CPU work."""
+        return Resources(cpus=1, gpus=1) if self.storyline else Resources()
+
     def setup(self, ds: Dataset) -> None:
         if self.storyline:
-            from model.loader import load_model
+            from model.loader import shared_model
             from model.structured import GrammarCache
 
-            self.lm = load_model(self.model_id)
+            self.lm = shared_model(self.model_id)
             self.grammars = GrammarCache(self.lm.processor.tokenizer, self.lm.model.config.get_text_config().vocab_size)
 
     def items(self, ds: Dataset) -> list[dict]:

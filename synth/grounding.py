@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
-from curation.jobs import Stage, Stats
+from curation.stage import Stage, Stats
 from curation.store import Dataset, stable_id
 from model.structured import text_field
 from synth.segment_model import SegmentModelStage

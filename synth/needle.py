@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.frames import FramePolicy
-from curation.jobs import Stage, Stats
+from curation.stage import Stage, Stats
 from curation.stages import video_row
 from curation.store import Dataset
 from curation.times import SPAN_HINT, FrameSpan, parse_span, render_span

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from curation.frames import FramePolicy, fit_pixels, sample_indices
-from curation.jobs import Stage, Stats, fail_item
+from curation.stage import Resources, Stage, Stats, fail_item
 from curation.store import Dataset
 from curation.video import read_frames
 from model.inputs import build_inputs, user_video_message, video_metadata, visual_tokens
@@ -61,7 +61,9 @@ class SegmentModelStage(Stage):
     batch_size: int = 4
     max_batch_visual_tokens: int = 16384  # per generate call, so a batch of long segments fits in memory
     backend: str = "transformers"  # or "vllm" (GPU)
-    resources = {"cpus": 1, "gpus": 1}
+    vllm_max_model_len: int = 32768
+    vllm_gpu_memory: float = 0.85  # share of the GPU's memory the vLLM engine takes
+    resources = Resources(cpus=1, gpus=1)
     item_column = "segment_id"
 
     @property
@@ -70,7 +72,7 @@ class SegmentModelStage(Stage):
         return f"{self.model_name}|{self.prompt_name}"
 
     def setup(self, ds: Dataset) -> None:
-        from model.loader import load_model
+        from model.loader import shared_model
         from synth.prompts import load_prompt
 
         self.engine = None
@@ -78,12 +80,12 @@ class SegmentModelStage(Stage):
             self.prompt_version, self.template = load_prompt(self.prompt_name)
         if self.backend == "vllm":  # vLLM holds the weights; we keep only the processor
             from model.loader import LoadedModel, load_processor, model_revision
-            from model.vllm_backend import VllmEngine
+            from model.vllm_backend import shared_engine
 
-            self.engine = VllmEngine(self.model_id)
+            self.engine = shared_engine(self.model_id, self.vllm_max_model_len, self.vllm_gpu_memory)
             self.lm = LoadedModel(None, load_processor(self.model_id), str(self.model_id), model_revision(self.model_id))
             return
-        self.lm = load_model(self.model_id)
+        self.lm = shared_model(self.model_id)
         vocab = self.lm.model.config.get_text_config().vocab_size
         self.grammars = GrammarCache(self.lm.processor.tokenizer, vocab)
 
@@ -106,7 +108,19 @@ class SegmentModelStage(Stage):
 
     def visual_tokens(self, seg: dict) -> int:
         n = len(sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames))
-        return visual_tokens(self.lm.processor, n, seg["height"], seg["width"])
+        return visual_tokens(self.processor, n, seg["height"], seg["width"])
+
+    @property
+    def processor(self):
+        """The loaded model's processor; before ``setup`` (a cluster's driver planning batches) the processor
+        alone, without the weights."""
+        if getattr(self, "lm", None) is not None:
+            return self.lm.processor
+        if getattr(self, "_processor", None) is None:
+            from model.loader import load_processor
+
+            self._processor = load_processor(self.model_id)
+        return self._processor
 
     def make_batches(self, pending: list[dict]) -> list[list[dict]]:
         """Similar sizes together (less padding), at most ``batch_size`` items and the visual-token budget."""

@@ -18,7 +18,7 @@ from typing import Callable
 from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
-from curation.jobs import Stage, Stats, log
+from curation.stage import Stage, Stats, log
 from curation.store import Dataset, stable_id
 from curation.times import SPAN_HINT, TIME_HINT, FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens

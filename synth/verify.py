@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from curation import CODE_VERSION
-from curation.jobs import Stats
+from curation.stage import Stats
 from curation.store import Dataset
 from curation.times import parse_span
 from synth.captions import DETAIL_FIELDS

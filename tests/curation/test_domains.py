@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.domains import DomainResolver, load_manifest, parse_rule
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.stages import IngestStage
 from curation.store import Dataset
 

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from curation.jobs import Stage, Stats, key_set, run_stage
+from curation.executors import run_stage
+from curation.stage import Stage, Stats, key_set
 from curation.store import Dataset
 
 ITEMS = ("a", "b", "c", "d", "e", "f", "g")

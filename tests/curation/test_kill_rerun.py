@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
 

@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict
 
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.scenes import DetectorConfig, SegmentPolicy
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset

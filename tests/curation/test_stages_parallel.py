@@ -1,6 +1,7 @@
 """Workers and shards give the same tables as one plain run."""
 
-from curation.jobs import parse_shard, run_stage
+from curation.executors import run_stage
+from curation.stage import parse_shard
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
 

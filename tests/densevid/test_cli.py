@@ -57,7 +57,7 @@ def test_mix_writes_manifest_recipe_and_balance(built_dataset, tmp_path):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "densevid.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for cmd in ("demo", "ingest", "split", "caption", "dense", "ground", "tasks", "run", "sql", "mix", "train"):
+    for cmd in ("demo", "ingest", "split", "caption", "dense", "ground", "tasks", "run", "sql", "mix", "train", "export", "report"):
         assert cmd in out.stdout
 
 

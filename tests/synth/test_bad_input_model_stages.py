@@ -2,7 +2,7 @@
 
 import shutil
 
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.store import Dataset
 from model.structured import Decoding
 from synth.captions import CaptionStage

@@ -42,7 +42,7 @@ def test_storyline_keeps_spans_or_is_rejected():
 def test_storyline_pass_with_the_tiny_model_is_checked(built_dataset, tmp_path):
     import shutil
 
-    from curation.jobs import run_stage
+    from curation.executors import run_stage
     from curation.store import Dataset
     from synth.dense import DenseStage
 

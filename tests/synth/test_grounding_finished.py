@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 
 from curation.frames import FramePolicy
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
 from model.structured import Generated

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.stages import IngestStage
 from curation.store import Dataset
 from synth.imports import (Malformed, Problem, TOLERANCE_S, import_annotations, load_map, parse_activitynet,

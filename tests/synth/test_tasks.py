@@ -54,7 +54,7 @@ def test_a_new_kind_reaches_videos_built_before_it(built_dataset, tmp_path):
     """`tasks=("new_kind",)` builds only that kind for videos that already have samples; a rerun adds nothing."""
     import shutil
 
-    from curation.jobs import run_stage
+    from curation.executors import run_stage
     from curation.store import Dataset
 
     cfg, _ = built_dataset

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from curation.frames import FramePolicy
-from curation.jobs import run_stage
+from curation.executors import run_stage
 from curation.store import Dataset
 from curation.times import parse_span, render_span
 from synth.metrics import temporal_iou

@@ -1,6 +1,12 @@
-"""Stages and the local executor: a stage maps a batch of input rows to output rows; the executor
-skips items already done, writes atomically, records failures and items finished with nothing to write,
-and reports counts and time."""
+"""The stage contract, apart from where stages run.
+
+A stage declares its input and output tables and what one copy needs (``Resources``), lists its items,
+says which are done, and maps a batch of items to output rows; ``setup`` loads heavy things once per
+worker. A long item may be cut into units (``units``) that run anywhere and are joined by ``combine``.
+Executors (``curation.executors``: local processes, Ray) run the same stage objects and hand every batch's
+rows to ``write_batch``, the one write path: atomic files, stored keys skipped, items that wrote nothing
+recorded as finished, failures as rows.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from tqdm.auto import tqdm
-
 from curation.store import Dataset, stable_id
 
 log = logging.getLogger("densevid")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one copy of a stage needs; the Ray executor asks the cluster for exactly this."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
 
 
 @dataclass
@@ -25,6 +38,7 @@ class Stats:
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     failed_ids: set[str] = field(default_factory=set)
+    nodes: Counter = field(default_factory=Counter)  # work done per cluster node (Ray)
     seconds: float = 0.0
 
     def add(self, name: str, n: int = 1) -> None:
@@ -36,10 +50,11 @@ class Stats:
         self.failed_ids.add(item_id)
 
     def merge(self, other: Stats) -> None:
-        """Fold in the counts of a batch run elsewhere (a worker process)."""
+        """Fold in the counts of a batch run elsewhere (a worker process, a Ray task)."""
         self.counts.update(other.counts)
         self.reasons.update(other.reasons)
         self.failed_ids |= other.failed_ids
+        self.nodes.update(other.nodes)
 
     @property
     def n_failed(self) -> int:
@@ -57,13 +72,15 @@ class Stage:
     Fields: ``name`` the stage in failures and finished rows; ``inputs`` the tables read; ``output`` the
     table written; ``item_column`` the output column that names the item a row came from ("" when rows do
     not name it: then an item that writes nothing is not recorded and runs again); ``batch_size`` items per
-    ``process`` call; ``parallel`` True when items may run in worker processes (CPU-bound, no shared
-    model); ``resources`` what one copy needs. ``variant`` names what makes a rerun other work (model,
-    prompt version), "" by default.
+    ``process`` call; ``parallel`` True when items may run in several worker processes at once on one
+    machine (CPU-bound, no shared model); ``resources`` what one copy needs (a stage that asks for a GPU
+    runs in long-lived workers, one loaded model each). ``variant`` names what makes a rerun other work
+    (model, prompt version), "" by default.
 
     ``items`` lists the work (one dict per item, with ``item_id``), ``done_ids`` what the output table
     already holds, ``process`` maps one batch of items to output rows; an exception in ``process`` for a
-    single-item batch becomes a ``failures`` row.
+    single-item batch becomes a ``failures`` row. ``units`` may cut one item into parts that run apart
+    (``run_unit``) and are joined by ``combine`` into the item's rows.
     """
 
     name = "stage"
@@ -72,14 +89,14 @@ class Stage:
     item_column = ""
     batch_size = 1
     parallel = False
-    resources = {"cpus": 1, "gpus": 0}
+    resources = Resources()
 
     @property
     def variant(self) -> str:
         return ""
 
     def setup(self, ds: Dataset) -> None:
-        """Load heavy things once (models, processors)."""
+        """Load heavy things once per worker (models, processors)."""
 
     def items(self, ds: Dataset) -> list[dict]:
         raise NotImplementedError
@@ -91,8 +108,25 @@ class Stage:
         raise NotImplementedError
 
     def make_batches(self, pending: list[dict]) -> list[list[dict]]:
-        """Fixed-size batches; model stages pack by a token budget instead (after ``setup``)."""
+        """Fixed-size batches; model stages pack by a token budget instead."""
         return list(chunks(pending, self.batch_size))
+
+    def units(self, item: dict) -> list[dict] | None:
+        """Parts of one long item that may run on different workers; None: the item runs whole."""
+        return None
+
+    def run_unit(self, unit: dict):
+        """One part of an item (no dataset access: it may run on any node); its result goes to ``combine``."""
+        raise NotImplementedError
+
+    def combine(self, item: dict, parts: list, stats: Stats) -> list[dict]:
+        """The item's rows from the results of all its units, in unit order."""
+        raise NotImplementedError
+
+
+def item_size(item: dict) -> float:
+    """What longest-first scheduling sorts by."""
+    return float(item.get("duration_s") or item.get("bytes") or item.get("n_frames") or 0)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -114,31 +148,13 @@ def in_shard(item_id: str, shard: tuple[int, int] | None) -> bool:
     return int(stable_id("shard", item_id, n=8), 16) % shard[1] == shard[0]
 
 
-def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int | None = None,
-              workers: int = 1, shard: tuple[int, int] | None = None) -> Stats:
-    """Run one stage: skip finished items, process the rest in batches, write each batch as it completes."""
-    stats = Stats(stage.name)
-    t0 = time.perf_counter()
+def pending_items(stage: Stage, ds: Dataset, stats: Stats, shard=None, max_items: int | None = None) -> list[dict]:
+    """The stage's items in this shard that are not done yet (counted as skipped_done)."""
     todo = [it for it in stage.items(ds) if in_shard(it["item_id"], shard)]
     done = done_items(stage, ds)
     pending = [it for it in todo if it["item_id"] not in done]
     stats.add("skipped_done", len(todo) - len(pending))
-    if max_items is not None:
-        pending = pending[:max_items]
-    bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
-    if workers > 1 and hasattr(stage, "run_parallel") and pending:
-        stage.run_parallel(pending, ds, stats, bar, workers)
-    elif workers > 1 and stage.parallel and len(pending) > stage.batch_size:
-        run_batches_in_pool(stage, ds, list(chunks(pending, stage.batch_size)), stats, bar, workers)
-    elif pending:
-        stage.setup(ds)
-        for batch in stage.make_batches(pending):
-            write_batch(stage, ds, batch, _process_batch(stage, batch, ds, stats), stats)
-            bar.update(len(batch))
-    bar.close()
-    ds.refresh_catalog()
-    stats.seconds = time.perf_counter() - t0
-    return stats
+    return pending[:max_items] if max_items is not None else pending
 
 
 def done_items(stage: Stage, ds: Dataset) -> set[str]:
@@ -176,50 +192,42 @@ def fail_item(stage: Stage, ds: Dataset, stats: Stats, item_id: str, error: Base
     ds.fail(stage.name, item_id, error, raw=raw)
 
 
-def run_batches_in_pool(stage: Stage, ds: Dataset, batches: list[list[dict]], stats: Stats, bar, workers: int) -> None:
-    """Longest items first, one batch per task, so a long video starts early and never runs alone at the end."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    batches.sort(key=lambda b: -sum(it.get("duration_s") or it.get("bytes") or 0 for it in b))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(stage, str(ds.root))) as pool:
-        futures = {pool.submit(_worker_process, batch): batch for batch in batches}
-        for fut in as_completed(futures):
-            batch = futures[fut]
-            try:
-                rows, batch_stats = fut.result()
-            except Exception as e:  # a worker died (decoder crash, out of memory): its items fail, not the job
-                for item in batch:
-                    fail_item(stage, ds, stats, item["item_id"], e)
-                bar.update(len(batch))
-                continue
-            stats.merge(batch_stats)
-            write_batch(stage, ds, batch, rows, stats)
-            bar.update(len(batch))
-
-
-_WORKER: dict = {}
-
-
-def _worker_init(stage: Stage, root: str) -> None:
-    ds = Dataset(root)
-    stage.setup(ds)
-    _WORKER.update(stage=stage, ds=ds)
-
-
-def _worker_process(batch: list[dict]) -> tuple[list[dict], Stats]:
-    stats = Stats(_WORKER["stage"].name)
-    rows = _process_batch(_WORKER["stage"], batch, _WORKER["ds"], stats)
-    return rows, stats
-
-
-def _process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+def process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+    """``stage.process`` with a bad item isolated: a failing batch is retried one item at a time."""
     try:
         return stage.process(batch, ds, stats)
     except Exception as e:
-        if len(batch) > 1:  # isolate the bad item: retry one by one
-            return [r for item in batch for r in _process_batch(stage, [item], ds, stats)]
+        if len(batch) > 1:
+            return [r for item in batch for r in process_batch(stage, [item], ds, stats)]
         fail_item(stage, ds, stats, batch[0]["item_id"], e, raw=getattr(e, "raw", ""))
         return []
+
+
+class GroupedWriter:
+    """Collects finished batches and writes them together once ``rows`` rows or ``seconds`` have gathered
+    (0 and 0: each batch at once, as a single machine does), so a cluster writes few large files instead
+    of one per batch. Items count as done only once written: a crash loses at most one group's work."""
+
+    def __init__(self, stage: Stage, ds: Dataset, stats: Stats, rows: int = 0, seconds: float = 0.0):
+        self.stage, self.ds, self.stats = stage, ds, stats
+        self.max_rows, self.max_s = rows, seconds
+        self.batch: list[dict] = []
+        self.rows: list[dict] = []
+        self.since = time.monotonic()
+
+    def add(self, batch: list[dict], rows: list[dict]) -> None:
+        self.batch += batch
+        self.rows += rows
+        full = self.max_rows > 0 and len(self.rows) >= self.max_rows
+        old = self.max_s > 0 and time.monotonic() - self.since >= self.max_s
+        if full or old or (self.max_rows <= 0 and self.max_s <= 0):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            write_batch(self.stage, self.ds, self.batch, self.rows, self.stats)
+            self.stats.add("writes")
+        self.batch, self.rows, self.since = [], [], time.monotonic()
 
 
 def key_set(ds: Dataset, table: str, column: str) -> set[str]:
