@@ -58,6 +58,40 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("cut_score", pa.float64()),
             ("motion", pa.float64()),
             ("luma", pa.float64()),
+            ("frozen_frac", pa.float64()),
+            ("black_frac", pa.float64()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "quality_signals": pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("video_id", pa.string()),
+            ("duration_s", pa.float64()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("motion", pa.float64()),
+            ("frozen_frac", pa.float64()),
+            ("black_frac", pa.float64()),
+            ("flat_frac", pa.float64()),
+            ("sharpness", pa.float64()),
+            ("border_top", pa.float64()),
+            ("border_bottom", pa.float64()),
+            ("border_left", pa.float64()),
+            ("border_right", pa.float64()),
+            ("phash", pa.list_(pa.int64())),
+            ("quality_keep", pa.bool_()),
+            ("quality_reason", pa.string()),
+            ("thresholds", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "duplicates": pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("video_id", pa.string()),
+            ("dup_group", pa.string()),
+            ("matched", pa.string()),
             ("code_version", pa.string()),
         ]
     ),
@@ -174,6 +208,8 @@ SCHEMAS: dict[str, pa.Schema] = {
 KEYS: dict[str, tuple[str, ...]] = {
     "videos": ("video_id",),
     "segments": ("segment_id",),
+    "quality_signals": ("segment_id",),
+    "duplicates": ("segment_id",),
     "captions": ("segment_id", "model", "prompt_version"),
     "dense_captions": ("video_id", "model"),
     "grounding": ("record_id",),
@@ -184,6 +220,22 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 TABLES = tuple(SCHEMAS)
+
+# Views over the tables. `quality`: each segment's signals with its near-duplicate group and the verdict:
+# keep when the signals pass and the segment is its group's pick (longest, then most pixels, then first id).
+VIEWS = {
+    "quality": """
+WITH ranked AS (
+  SELECT q.*, d.dup_group, d.matched,
+    row_number() OVER (PARTITION BY d.dup_group ORDER BY q.duration_s DESC, q.width * q.height DESC, q.segment_id)
+      AS dup_rank
+  FROM quality_signals q LEFT JOIN duplicates d USING (segment_id))
+SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, phash, matched),
+  quality_keep AND (dup_group IS NULL OR dup_rank = 1) AS keep,
+  concat_ws(',', nullif(quality_reason, ''),
+            CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason
+FROM ranked""",
+}
 
 
 def stable_id(*parts: object, n: int = 16) -> str:
@@ -388,6 +440,8 @@ class Dataset:
             for table in SCHEMAS:
                 files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in self.files(table))
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], union_by_name=true)")
+            for view, query in VIEWS.items():
+                con.execute(f"CREATE VIEW {view} AS {query}")
             con.execute("CREATE TABLE _catalog AS SELECT ? AS root, ? AS files, ? AS built_at",
                         [str(self.root), self._signature(), time.time()])
         finally:
@@ -406,7 +460,8 @@ class Dataset:
     def _signature(self) -> str:
         """The tables and the Parquet files their views should cover (finishing any interrupted compaction
         first); a table added in a later version changes it, so an older catalog is rebuilt."""
-        return "\n".join(f"{t}/" + ",".join(f.name for f in self.files(t)) for t in SCHEMAS)
+        tables = "\n".join(f"{t}/" + ",".join(f.name for f in self.files(t)) for t in SCHEMAS)
+        return tables + "\nviews/" + stable_id(*VIEWS.values())
 
     def _catalog_state(self) -> tuple[str, str] | None:
         import duckdb

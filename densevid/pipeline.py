@@ -11,6 +11,7 @@ from curation.domains import parse_rule
 from curation.frames import FramePolicy
 from curation.executors import EXECUTORS, RunOptions, run_stage
 from curation.stage import Stats, parse_shard
+from curation.quality import DedupStage, QualityConfig, QualityStage
 from curation.scenes import DetectorConfig, SegmentPolicy
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
@@ -24,7 +25,7 @@ from synth.needle import NEEDLE_DEPTHS, NEEDLE_DURATIONS_S, NeedleStage, grid_pr
 from synth.tasks import BUILDERS, TasksStage
 from synth.verify import GateConfig, VerifyStage
 
-STAGES = ("ingest", "split", "caption", "dense", "ground", "verify", "tasks")
+STAGES = ("ingest", "split", "quality", "dedup", "caption", "dense", "ground", "verify", "tasks")
 BACKENDS = ("transformers", "vllm")
 _MODEL_STAGES = ("caption", "dense", "ground", "verify", "tasks")
 _GENERATE_STAGES = ("caption", "ground", "verify")
@@ -99,9 +100,12 @@ class PipelineConfig:
     detector: DetectorConfig = option(factory=DetectorConfig, stages=("split",), help="scene detection")
     policy: SegmentPolicy = option(factory=SegmentPolicy, stages=("split",), help="cuts to segments")
     gate: GateConfig = option(factory=GateConfig, stages=("verify",), help="thresholds of the model-record gate")
+    quality: QualityConfig = option(factory=QualityConfig, stages=("quality",), help="quality thresholds")
+    skip: tuple[str, ...] = option((), help="stages to leave out, e.g. quality,dedup")
 
     def problems(self, stages: tuple[str, ...]) -> list[str]:
-        out = self.detector.problems() + self.policy.problems() + self.gate.problems()
+        out = self.detector.problems() + self.policy.problems() + self.gate.problems() + self.quality.problems()
+        out += [f"--skip {s!r} is not a stage; stages are {', '.join(STAGES)}" for s in self.skip if s not in STAGES]
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
         try:
@@ -160,6 +164,10 @@ def build_stage(name: str, cfg: PipelineConfig):
         return [IngestStage(videos=Path(cfg.videos), manifest=cfg.manifest, domain_rules=cfg.domain_rules)]
     if name == "split":
         return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
+    if name == "quality":
+        return [QualityStage(config=cfg.quality)]
+    if name == "dedup":
+        return [DedupStage()]
     if name == "caption":
         return [CaptionStage(model_id=cfg.model, frames=frames, decoding=decoding, batch_size=cfg.batch_size,
                              backend=cfg.backend, **vllm)]
@@ -190,7 +198,7 @@ def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress
     options = cfg.run_options()
     results = []
     try:
-        for name in stages:
+        for name in (s for s in stages if s not in cfg.skip):
             for stage in build_stage(name, cfg):
                 results.append(run_stage(stage, ds, progress=progress, options=options))
     finally:

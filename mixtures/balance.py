@@ -20,7 +20,7 @@ from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake
 _VIDEO_COLUMNS = "coalesce(v.source, '') AS source, v.duration_s AS video_duration_s, " \
                  "v.width AS video_width, v.height AS video_height"
 _HELPER_COLUMNS = ("cum", "pick", "unit_weight", "passes_filter", "eligible", "video_duration_s", "video_width",
-                   "video_height")
+                   "video_height", "keep")
 
 
 def sql_literal(value) -> str:
@@ -30,7 +30,8 @@ def sql_literal(value) -> str:
 
 
 def pool_sql(recipe: MixRecipe) -> str:
-    """CTEs ending in ``pool``: every sample of the split with its video's columns, its weight in the unit, a
+    """CTEs ending in ``pool``: every sample of the split with its video's columns, ``keep`` (every segment
+    its clip overlaps is kept by the ``quality`` view; true where quality did not run), its weight in the unit, a
     seeded md5 as a 128-bit number to order by (stable across DuckDB versions, unlike ``hash()``), and whether
     it passes the filter and the per-video cap (``eligible``)."""
     where = [f"s.split = {sql_literal(recipe.split)}"] if recipe.split else []
@@ -38,9 +39,15 @@ def pool_sql(recipe: MixRecipe) -> str:
         where.append("s.task IN (" + ", ".join(sql_literal(t) for t in recipe.tasks) + ")")
     cap = (f"passes_filter AND row_number() OVER (PARTITION BY video_id, passes_filter ORDER BY pick) "
            f"<= {recipe.max_per_video}") if recipe.max_per_video else "passes_filter"
-    return f"""WITH joined AS (
-  SELECT s.*, {_VIDEO_COLUMNS}
-  FROM samples s LEFT JOIN videos v ON v.video_id = s.video_id
+    return f"""WITH clip_keep AS (
+  SELECT s.sample_id, bool_and(q.keep) AS keep
+  FROM samples s JOIN segments g ON g.video_id = s.video_id
+    AND g.start_frame < s.clip_end_frame AND g.end_frame > s.clip_start_frame
+  JOIN quality q ON q.segment_id = g.segment_id
+  GROUP BY s.sample_id),
+joined AS (
+  SELECT s.*, {_VIDEO_COLUMNS}, coalesce(k.keep, TRUE) AS keep
+  FROM samples s LEFT JOIN videos v ON v.video_id = s.video_id LEFT JOIN clip_keep k ON k.sample_id = s.sample_id
   WHERE {" AND ".join(where) or "TRUE"}),
 weighed AS (
   SELECT *, {UNIT_SQL[recipe.unit]} AS unit_weight, md5_number({sql_literal(f"{recipe.seed}:")} || sample_id) AS pick,

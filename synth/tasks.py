@@ -19,6 +19,7 @@ from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
 from curation.stage import Stage, Stats, log
+from curation.quality import split_keys
 from curation.store import Dataset, stable_id
 from curation.times import SPAN_HINT, TIME_HINT, FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens
@@ -199,6 +200,7 @@ class TasksStage(Stage):
         if unknown:
             raise ValueError(f"unknown task kinds {unknown}; known: {', '.join(BUILDERS)}")
         self.processor = load_processor(self.model_id)
+        self.split_of = split_keys(ds)  # near-duplicate videos share a split
 
     @property
     def source_model(self) -> str:
@@ -251,6 +253,7 @@ class TasksStage(Stage):
 
     def sample(self, video: dict, draft: Draft, split: str | None = None) -> dict:
         policy = self.segment_frames if draft.segment_level else self.frames
+        split = split or assign_split(self.split_of.get(video["video_id"], video["video_id"]))
         return count_tokens(self.processor, clip_sample(video, draft, policy, split), draft, video)
 
 
