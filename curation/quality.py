@@ -2,7 +2,7 @@
 
 Motion, frozen and black fractions come from the split's own decoding pass (per-frame content change and
 brightness, kept as fractions on each segment). Sharpness, flat frames, borders and the perceptual
-signature come from a few frames at fixed relative times of the segment (``PROBES``), decoded the way
+signature (a colour layout) come from a few frames at fixed relative times of the segment (``PROBES``), decoded the way
 everything else is. Filters are data: ``quality_signals`` keeps every signal with its verdict and
 reasons, ``duplicates`` the near-duplicate group of each segment, and the catalog's ``quality`` view joins
 them into ``keep`` and ``reason`` (``curation.store.VIEWS``).
@@ -89,14 +89,19 @@ def border_fractions(greys: list[np.ndarray], dark: float = BLACK_LUMA, still: f
                 border_right=run(cols_dark[::-1]))
 
 
-def phash64(frame: np.ndarray) -> int:
-    """imagehash's DCT perceptual hash (64 bits) of one frame, as a signed 64-bit integer."""
-    import imagehash
+GRID = 4  # the colour layout: mean colour of a GRID x GRID grid of each probe frame
+
+
+def colour_layout(frame: np.ndarray) -> list[int]:
+    """A probe frame's perceptual signature: the mean colour of each cell of a 4 x 4 grid (PIL's area
+    resize), scaled so the frame's mean brightness is 128, so a brightened, re-encoded, resized or slightly
+    cropped copy keeps it while another scene's colours do not. Grey-level hashes (pHash, dHash) cannot tell
+    apart scenes of flat colours, which is what much generated and animated footage is."""
     from PIL import Image
 
-    bits = imagehash.phash(Image.fromarray(frame[..., :3])).hash.flatten()
-    value = int("".join("1" if b else "0" for b in bits), 2)
-    return value - (1 << 64) if value >= 1 << 63 else value
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(frame[..., :3])).resize((GRID, GRID), Image.BOX),
+                       np.float32)
+    return np.round(small * (128.0 / max(float(small.mean()), 1.0))).astype(int).flatten().tolist()
 
 
 def probe_indices(start_frame: int, end_frame: int) -> list[int]:
@@ -167,7 +172,7 @@ class QualityStage(Stage):
         row = dict(segment_id=seg["segment_id"], video_id=seg["video_id"], duration_s=seg["end_s"] - seg["start_s"],
                    width=seg["width"], height=seg["height"], motion=seg["motion"],
                    frozen_frac=seg.get("frozen_frac") or 0.0, black_frac=seg.get("black_frac") or 0.0,
-                   **signals(seg, frames), phash=[phash64(f) for f in frames])
+                   **signals(seg, frames), signature=[v for f in frames for v in colour_layout(f)])
         row["quality_keep"], row["quality_reason"] = verdict(row, self.config)
         row.update(thresholds=json.dumps(asdict(self.config), sort_keys=True), code_version=CODE_VERSION)
         for reason in filter(None, row["quality_reason"].split(",")):
@@ -178,45 +183,53 @@ class QualityStage(Stage):
 
 # --- near-duplicates ------------------------------------------------------------------------------------------
 
-BAND_BITS = 8  # each probe hash is indexed by its 8 bands of 8 bits: a pair within 7 bits shares a band
-MAX_HAMMING = 12  # bits (of 64) two probe frames may differ by and still match
+MAX_DISTANCE = 5.0  # mean absolute difference (0..255) of two probe frames' colour layouts that still match
 MIN_MATCHING = 3  # probe frames (of len(PROBES)) that must match
+KEY_STEP = 24  # the index buckets a probe frame by its mean colour in steps of this, on two offset grids
 
 
-def hamming(a: int, b: int) -> int:
-    return ((a ^ b) & ((1 << 64) - 1)).bit_count()
+def probe_layouts(signature: list[int]) -> np.ndarray:
+    return np.asarray(signature, np.float32).reshape(len(PROBES), GRID * GRID, 3)
 
 
-def bands(h: int) -> list[int]:
-    u = h & ((1 << 64) - 1)
-    return [(u >> (k * BAND_BITS)) & ((1 << BAND_BITS) - 1) for k in range(64 // BAND_BITS)]
+def index_keys(layouts: np.ndarray) -> list[tuple]:
+    """Per probe frame, its mean colour on two grids offset by half a step: a pair that differs little
+    shares a bucket through at least one probe on at least one grid (whichever probe: a trimmed copy's
+    probes fall at other times of the same scenes)."""
+    keys = set()
+    for cells in layouts:
+        mean = cells.mean(axis=0)
+        for k, offset in enumerate((0.0, KEY_STEP / 2)):
+            keys.add((k, *(int(v) for v in (mean + offset) // KEY_STEP)))
+    return sorted(keys)
 
 
 class DupIndex:
-    """Multi-index hashing over the probe hashes: candidates share one band of one probe frame exactly, so
-    no pair of segments is compared unless it could match; candidates are then checked frame by frame."""
+    """Segments bucketed by the mean colours of their probe frames (multi-index hashing): a new segment is
+    compared only with those sharing a bucket, then probe by probe."""
 
     def __init__(self):
         self.buckets: dict[tuple, list[str]] = {}
-        self.hashes: dict[str, list[int]] = {}
+        self.layouts: dict[str, np.ndarray] = {}
         self.group: dict[str, str] = {}
         self.compared = 0
 
-    def add(self, seg_id: str, hashes: list[int], group: str) -> None:
-        self.hashes[seg_id], self.group[seg_id] = hashes, group
-        for p, h in enumerate(hashes):
-            for b, value in enumerate(bands(h)):
-                self.buckets.setdefault((p, b, value), []).append(seg_id)
+    def add(self, seg_id: str, signature: list[int], group: str) -> None:
+        self.layouts[seg_id], self.group[seg_id] = probe_layouts(signature), group
+        for key in index_keys(self.layouts[seg_id]):
+            self.buckets.setdefault(key, []).append(seg_id)
 
-    def matches(self, hashes: list[int]) -> list[tuple[int, str]]:
-        """(frames that differ most little, id) of every indexed segment that matches, closest first."""
-        seen = {s for p, h in enumerate(hashes) for b, v in enumerate(bands(h)) for s in self.buckets.get((p, b, v), ())}
+    def matches(self, signature: list[int]) -> list[tuple[float, str]]:
+        """(distance, id) of every indexed segment that matches, closest first."""
+        mine = probe_layouts(signature)
+        seen = {s for key in index_keys(mine) for s in self.buckets.get(key, ())}
         self.compared += len(seen)
         out = []
         for s in seen:
-            dists = [hamming(a, b) for a, b in zip(hashes, self.hashes[s])]
-            if sum(d <= MAX_HAMMING for d in dists) >= min(MIN_MATCHING, len(dists)):
-                out.append((sum(dists), s))
+            # each probe frame against the closest probe frame of the other segment
+            dists = np.abs(mine[:, None] - self.layouts[s][None]).mean(axis=(2, 3)).min(axis=1)
+            if int((dists <= MAX_DISTANCE).sum()) >= MIN_MATCHING:
+                out.append((float(dists.sum()), s))
         return sorted(out)
 
 
@@ -234,23 +247,23 @@ class DedupStage(Stage):
     batch_size = 1_000_000  # one batch: new segments are matched against each other too
 
     def items(self, ds: Dataset) -> list[dict]:
-        rows = ds.rows("quality_signals", ["segment_id", "video_id", "phash"])
-        return sorted((dict(r, item_id=r["segment_id"]) for r in rows if r["phash"]), key=lambda r: r["item_id"])
+        rows = ds.rows("quality_signals", ["segment_id", "video_id", "signature"])
+        return sorted((dict(r, item_id=r["segment_id"]) for r in rows if r["signature"]), key=lambda r: r["item_id"])
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "duplicates", "segment_id")
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         index = DupIndex()
-        hashes = {r["segment_id"]: r["phash"] for r in ds.rows("quality_signals", ["segment_id", "phash"])}
+        hashes = {r["segment_id"]: r["signature"] for r in ds.rows("quality_signals", ["segment_id", "signature"])}
         for d in ds.rows("duplicates", ["segment_id", "dup_group"]):
             if hashes.get(d["segment_id"]):
                 index.add(d["segment_id"], hashes[d["segment_id"]], d["dup_group"])
         rows = []
         for seg in batch:
-            found = index.matches(seg["phash"])
+            found = index.matches(seg["signature"])
             group = min(index.group[s] for _, s in found) if found else seg["segment_id"]
-            index.add(seg["segment_id"], seg["phash"], group)
+            index.add(seg["segment_id"], seg["signature"], group)
             rows.append(dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
                              matched=found[0][1] if found else "", code_version=CODE_VERSION))
             stats.add("duplicates" if found else "unique")

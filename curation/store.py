@@ -79,7 +79,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("border_bottom", pa.float64()),
             ("border_left", pa.float64()),
             ("border_right", pa.float64()),
-            ("phash", pa.list_(pa.int64())),
+            ("signature", pa.list_(pa.int16())),  # colour layout of the probe frames (curation.quality)
             ("quality_keep", pa.bool_()),
             ("quality_reason", pa.string()),
             ("thresholds", pa.string()),
@@ -230,7 +230,7 @@ WITH ranked AS (
     row_number() OVER (PARTITION BY d.dup_group ORDER BY q.duration_s DESC, q.width * q.height DESC, q.segment_id)
       AS dup_rank
   FROM quality_signals q LEFT JOIN duplicates d USING (segment_id))
-SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, phash, matched),
+SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, signature, matched),
   quality_keep AND (dup_group IS NULL OR dup_rank = 1) AS keep,
   concat_ws(',', nullif(quality_reason, ''),
             CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason
