@@ -1,6 +1,6 @@
 """Near-duplicate detection and the quality pass, measured on generated videos.
 
-From ``--sources`` generated source videos, six copies each: re-encoded at a lower quality (crf 36),
+From ``--sources`` generated source videos (seeds with distinct palettes), six copies each: re-encoded at a lower quality (crf 36),
 resized to half, cropped by 10% (and scaled back), trimmed by 2 s at both ends, brightened by 10%, and
 with a small logo overlaid. Everything goes through ingest, split, quality and dedup; a pair of videos is
 called duplicate when any of their segments share a group. Prints recall and precision of duplicate pairs
@@ -52,15 +52,28 @@ TRANSFORMS = {
 }
 
 
+def distinct_seeds(n: int, min_hue_gap: float = 0.02) -> list[int]:
+    """Seeds whose first scene's hue differs by at least ``min_hue_gap``: the generator's palette repeats
+    (seeds 23 apart share it, with the same stripes), and two such videos differ only by a small moving
+    shape, which is not what different sources look like."""
+    seeds, seed = [], 100
+    while len(seeds) < n:
+        hue = (seed * 0.13) % 1.0
+        if all(min(abs(hue - h), 1 - abs(hue - h)) >= min_hue_gap for h in ((s * 0.13) % 1.0 for s in seeds)):
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
 def make_videos(root: Path, n: int, seconds: float, fps: float = 24.0) -> dict[str, tuple[str, str]]:
     """file name -> (source, transform)"""
     from synth.videos import render_video, rewrite_video
 
     truth = {}
     folder = root / "videos" / "bench"
-    for k in range(n):
+    for k, seed in enumerate(distinct_seeds(n)):
         src = folder / f"s{k:03d}.mp4"
-        render_video(src, "bench", seconds, seed=100 + k, fps=fps, size=(192, 144), n_scenes=2, n_fades=0)
+        render_video(src, "bench", seconds, seed=seed, fps=fps, size=(192, 144), n_scenes=2, n_fades=0)
         truth[src.name] = (src.stem, "original")
         for name, t in TRANSFORMS.items():
             trim = int(t.get("trim_s", 0) * fps)
