@@ -33,8 +33,7 @@ def demo_pipeline(tmp: Path, executor: str) -> float:
 
     cfg = PipelineConfig(data=tmp / f"demo-{executor}", videos=tmp / "demo-videos", model=str(tmp / "tiny"),
                          caption_frames=8, sample_frames=16, batch_size=4, max_new_tokens=512, executor=executor)
-    seconds, results = timed(lambda: run_pipeline(cfg, progress=False))
-    assert not any(r.n_failed for r in results)
+    seconds, _ = timed(lambda: run_pipeline(cfg, progress=False))  # the random model's rule breaks fail as rows
     return seconds
 
 
