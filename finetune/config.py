@@ -42,6 +42,7 @@ class DataOpts:
     num_workers: int = 0  # DataLoader workers decoding frames
     max_frames: int = 0  # 0: the frames stored with each sample; else resample the clip with this cap
     target_fps: float = 2.0  # used with max_frames
+    max_frame_tokens: int = 0  # 0: the processor's own pixel budget; else visual tokens per frame pair, capped
 
 
 @dataclass
@@ -94,6 +95,8 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     gradient_checkpointing: bool = False
     checkpoint_reentrant: bool = False
+    attn_implementation: str = "sdpa"  # sdpa | flash_attention_2 | flex_attention | sdpa_varlen | auto
+    max_dense_mask_gib: float = 0.0  # largest dense attention mask allowed; 0: 1/8 of the GPU's (or RAM's) memory
     tensorboard: bool = True
 
     def problems(self) -> list[str]:
@@ -144,11 +147,46 @@ class TrainConfig:
         if self.rope.scaling == "yarn" and self.method == "lora":
             out.append("rope.scaling=yarn changes the base model's config, which a LoRA adapter does not carry; "
                        "use method=full (as s3-ultralong does) or rope.scaling=none")
+        out += self.attention_problems()
         if self.resume not in ("", "auto") and not Path(self.resume).is_dir():
             out.append(f"resume {self.resume}: no such checkpoint folder; use resume=auto for the latest "
                        "checkpoint in output_dir")
         if self.tensorboard and not _has_tensorboard():
             out.append("tensorboard=true needs the tensorboard package; pip install tensorboard or tensorboard=false")
+        return out
+
+    def attention_problems(self, cuda: bool | None = None) -> list[str]:
+        """The attention choice against this machine and the batch shape (see finetune/attention.py)."""
+        import torch
+
+        from finetune import attention
+        from finetune.modules import use_bf16
+
+        if self.attn_implementation not in attention.CHOICES:
+            return [f"attn_implementation {self.attn_implementation!r} is not one of {', '.join(attention.CHOICES)}"]
+        cuda = torch.cuda.is_available() if cuda is None else cuda
+        out, impl = [], attention.resolve(self.attn_implementation, cuda)
+        bf16 = use_bf16(self, "cuda" if cuda else "cpu")
+        if impl == "flash_attention_2" and not (cuda and attention.has_flash_attn()):
+            out.append("attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                       "(pip install flash-attn --no-build-isolation); on a GPU without it use flex_attention, "
+                       "on CPU sdpa_varlen (or attn_implementation=auto to pick)")
+        if impl == "flash_attention_2" and not bf16:
+            out.append("attn_implementation=flash_attention_2 runs in bf16 only; set precision=bf16 (auto is bf16 "
+                       "on GPU)")
+        if impl == "flex_attention" and not cuda:
+            out.append(f"attn_implementation=flex_attention cannot train on CPU (torch {torch.__version__} has no "
+                       "FlexAttention backward there); use attn_implementation=sdpa_varlen on CPU")
+        gib = attention.dense_mask_gib(impl, self.data.tokens_per_batch, self.data.max_length, self.data.packing,
+                                       2 if bf16 else 4)
+        limit = self.max_dense_mask_gib or attention.machine_gib() / 8
+        if gib > limit:
+            shape = (f"a packed row of data.tokens_per_batch={self.data.tokens_per_batch} tokens" if self.data.packing
+                     else f"padded rows of up to data.max_length={self.data.max_length} tokens")
+            out.append(f"attn_implementation={impl} builds a dense attention mask for {shape}: {gib:.1f} GiB > "
+                       f"max_dense_mask_gib {limit:.1f}; use attn_implementation=flash_attention_2 (CUDA, flash-attn) "
+                       "or flex_attention (CUDA) or sdpa_varlen (CPU or GPU), or attn_implementation=auto; "
+                       "or lower data.tokens_per_batch")
         return out
 
     def lr_of(self, group: str) -> float:

@@ -28,6 +28,7 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
+    from finetune import attention
     from finetune import checkpoint as ckpt_io
     from finetune.data import Collate, ManifestDataset, Position, RankBatches, plan_batches
     from finetune.metrics import MetricsLog
@@ -50,12 +51,14 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     model, processor = build_model(cfg, resume_from)
     counts = count_params(model)
     per_group = ", ".join(f"{g} {counts[g + '_trainable']:,}" for g in ("vision", "merger", "llm"))
-    say(f"method {cfg.method}; trainable {counts['trainable']:,} of {counts['total']:,} ({per_group})"
+    say(f"attention {attention.resolve(cfg.attn_implementation)}; method {cfg.method}; "
+        f"trainable {counts['trainable']:,} of {counts['total']:,} ({per_group})"
         + (f"; resuming from {resume_from}" if resume_from else ""))
 
     # data: token-budget batches planned from (seed, epoch); frames decoded in workers
     rows = read_manifest(cfg.mixture)
-    dataset = ManifestDataset(rows, processor, cfg.data.max_length, cfg.data.max_frames, cfg.data.target_fps)
+    dataset = ManifestDataset(rows, processor, cfg.data.max_length, cfg.data.max_frames, cfg.data.target_fps,
+                              cfg.data.max_frame_tokens)
     lengths = dataset.lengths()
     plan = functools.lru_cache(maxsize=4)(functools.partial(
         plan_batches, lengths, cfg.data.tokens_per_batch, cfg.data.max_batch_size, cfg.seed,
@@ -105,7 +108,7 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
             inputs = model_inputs(micro[k]["inputs"], accelerator, model)
             sync = nullcontext() if k == live_k[-1] else accelerator.no_sync(model)
             with sync:
-                loss = model(**inputs, num_items_in_batch=n_items, use_cache=False).loss  # sum / n_items
+                loss = labelled_loss(model, inputs, n_items)  # sum / n_items
                 accelerator.backward(loss * world)  # DDP averages gradients; the normalised sum is wanted
             loss_sum += loss.detach().double().cpu()
         grad_norm = accelerator.clip_grad_norm_(params, cfg.optim.clip_grad) if cfg.optim.clip_grad > 0 else None
@@ -170,6 +173,7 @@ def build_model(cfg: TrainConfig, resume_from: Path | None = None):
     """Qwen3-VL with the recipe's rope, LoRA or trainable groups; weights from a checkpoint when resuming."""
     from transformers import AutoConfig, Qwen3VLForConditionalGeneration
 
+    from finetune.attention import model_kwarg
     from finetune.checkpoint import load_adapter_weights
     from finetune.modules import enable_checkpointing, set_trainable, weight_dtype, wrap_lora, yarn_rope
     from model.loader import load_processor
@@ -183,7 +187,8 @@ def build_model(cfg: TrainConfig, resume_from: Path | None = None):
         text.rope_parameters = yarn_rope(text.rope_parameters, cfg.rope.factor, original)
         text.max_position_embeddings = int(original * cfg.rope.factor)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = Qwen3VLForConditionalGeneration.from_pretrained(source, config=config, dtype=weight_dtype(cfg, device))
+    model = Qwen3VLForConditionalGeneration.from_pretrained(source, config=config, dtype=weight_dtype(cfg, device),
+                                                            **model_kwarg(cfg.attn_implementation))
     model.config.use_cache = False
     if cfg.method == "lora":
         model = wrap_lora(model, cfg)
@@ -204,6 +209,25 @@ def lr_scale(step: int, cfg: TrainConfig) -> float:
     progress = min(1.0, (step - warm) / max(1, cfg.max_steps - warm))
     low = cfg.optim.min_lr_ratio
     return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def labelled_loss(model, inputs: dict, n_items: float) -> torch.Tensor:
+    """Summed token loss over the labelled positions, divided by ``n_items``; logits only where a label is.
+
+    transformers' ``logits_to_keep`` (a boolean mask) picks the hidden states before ``lm_head``, so a 256K
+    row with a few hundred answer tokens projects a few hundred rows onto the vocabulary, not 256K; the
+    causal-LM loss transformers uses for this model takes the already shifted labels of the kept positions.
+    The value equals the full computation's (tests/finetune/test_long_context.py).
+    """
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    from finetune.data import IGNORE
+
+    inputs = dict(inputs)
+    shifted = torch.nn.functional.pad(inputs.pop("labels"), (0, 1), value=IGNORE)[:, 1:]
+    keep = shifted != IGNORE
+    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+    return ForCausalLMLoss(logits, None, logits.shape[-1], num_items_in_batch=n_items, shift_labels=shifted[keep])
 
 
 def model_inputs(inputs: dict, accelerator, model) -> dict:
@@ -228,7 +252,8 @@ def validation_loss(cfg, model, accelerator, dataset, val_rows, collate) -> floa
     """Mean token loss over the validation rows, batches shared out over processes."""
     from finetune.data import ManifestDataset, plan_batches
 
-    val = ManifestDataset(val_rows, dataset.processor, cfg.data.max_length, cfg.data.max_frames, cfg.data.target_fps)
+    val = ManifestDataset(val_rows, dataset.processor, cfg.data.max_length, cfg.data.max_frames, cfg.data.target_fps,
+                          cfg.data.max_frame_tokens)
     batches = plan_batches(val.lengths(), cfg.data.tokens_per_batch, cfg.data.max_batch_size, cfg.seed, 0,
                            packing=cfg.data.packing)
     model.eval()
@@ -239,9 +264,9 @@ def validation_loss(cfg, model, accelerator, dataset, val_rows, collate) -> floa
         b = collate([val[j] for j in batches[i if i < len(batches) else 0]])
         if b["inputs"] is None:
             continue
-        out = model(**model_inputs(b["inputs"], accelerator, model), num_items_in_batch=1, use_cache=False)
+        loss = labelled_loss(model, model_inputs(b["inputs"], accelerator, model), 1.0)
         if i < len(batches):
-            total += torch.tensor([out.loss.item(), b["stats"]["label_tokens"]], dtype=torch.float64)
+            total += torch.tensor([loss.item(), b["stats"]["label_tokens"]], dtype=torch.float64)
     model.train()
     total = reduce(accelerator, total, "sum")
     return (total[0] / total[1]).item() if total[1] > 0 else float("nan")
