@@ -6,6 +6,8 @@ can be packed into one row. The plan is a pure function of (seed, epoch), so a d
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from itertools import islice
 
@@ -14,7 +16,7 @@ import torch
 
 from curation.frames import FramePolicy, sample_indices
 from curation.video import read_frames
-from model.inputs import build_inputs, video_metadata
+from model.inputs import build_inputs, video_metadata, visual_tokens
 
 IGNORE = -100
 TOKENS_PER_TIMESTAMP = 9  # `<12.5 seconds><|vision_start|>...<|vision_end|>` around each frame pair
@@ -68,15 +70,54 @@ def _clip_frames(row: dict) -> tuple[int, int]:
     return row["clip_start_frame"], row["clip_end_frame"]
 
 
-def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0) -> int:
+def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0, processor=None) -> int:
     """Token count without decoding: text + visual tokens + one timestamp per frame pair + template.
 
-    Only orders samples into buckets; the exact length is checked after the processor runs.
+    Only orders samples into buckets; the exact length is checked after the processor runs. With a
+    ``processor`` (a frame budget of its own, see ``frame_budget``) the visual tokens are the processor's
+    count for the video's frame size; otherwise the stored count scaled by the frame count.
     """
     stored = max(1, len(row["frame_indices"]))
     n = len(frame_indices(row, max_frames, target_fps)) if max_frames else stored
-    visual = int(row["n_visual_tokens"] * n / stored)
+    size = frame_size(row["uri"]) if processor is not None else None
+    if size is not None:
+        visual = visual_tokens(processor, n, *size)
+    else:
+        visual = int(row["n_visual_tokens"] * n / stored)
     return int(row["n_text_tokens"]) + visual + TOKENS_PER_TIMESTAMP * ((n + 1) // 2) + TEMPLATE_TOKENS
+
+
+@functools.lru_cache(maxsize=65536)
+def frame_size(uri: str) -> tuple[int, int] | None:
+    """(height, width) of a video's frames as decoded, from the stream header; None if unreadable."""
+    import av
+
+    from curation.video import rotation_of
+
+    try:
+        with av.open(uri) as container:
+            ctx = container.streams.video[0].codec_context
+            h, w = ctx.height, ctx.width
+        return (w, h) if rotation_of(uri) in (90, 270) else (h, w)
+    except Exception:  # an unreadable video is dropped (and counted) when it is decoded
+        return None
+
+
+def frame_budget(processor, max_frames: int, max_frame_tokens: int):
+    """The processor with Qwen3-VL's long-video budget: each frame (temporal patch of two frames) costs at
+    most ``max_frame_tokens`` visual tokens (the processor's own ``cap_pixels_per_frame``), and the whole-video
+    budget is raised to ``max_frames`` such frames, so a long clip keeps its per-frame resolution instead of
+    sharing a fixed total. A copy: the processor saved with the model is left as it was loaded."""
+    if not max_frame_tokens:
+        return processor
+    processor = copy.deepcopy(processor)
+    vp = processor.video_processor
+    factor = vp.patch_size * vp.merge_size
+    vp.cap_pixels_per_frame = True
+    vp.max_video_tokens = int(max_frame_tokens)
+    total = max(2, max_frames) * max_frame_tokens * factor * factor
+    vp.size = {"shortest_edge": vp.size["shortest_edge"], "longest_edge": max(vp.size["longest_edge"], total)}
+    return processor
 
 
 def load_video(row: dict, max_frames: int = 0, target_fps: float = 2.0):
@@ -101,17 +142,20 @@ def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float =
 class ManifestDataset(torch.utils.data.Dataset):
     """Manifest rows -> encoded samples, in DataLoader workers. Too long or undecodable: a counted drop."""
 
-    def __init__(self, rows: list[dict], processor, max_length: int, max_frames: int = 0, target_fps: float = 2.0):
+    def __init__(self, rows: list[dict], processor, max_length: int, max_frames: int = 0, target_fps: float = 2.0,
+                 max_frame_tokens: int = 0):
         for row in rows[:1]:  # a whole manifest made before clip frames were stored: say so before training
             _clip_frames(row)
-        self.rows, self.processor = rows, processor
+        self.rows, self.processor = rows, frame_budget(processor, max_frames, max_frame_tokens)
         self.max_length, self.max_frames, self.target_fps = max_length, max_frames, target_fps
+        self.max_frame_tokens = max_frame_tokens
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def lengths(self) -> list[int]:
-        return [estimate_length(r, self.max_frames, self.target_fps) for r in self.rows]
+        budget = self.processor if self.max_frame_tokens else None
+        return [estimate_length(r, self.max_frames, self.target_fps, budget) for r in self.rows]
 
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
