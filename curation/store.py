@@ -479,7 +479,7 @@ class Dataset:
         """Run a read-only query over the catalog; returns a pyarrow Table."""
         con = self.connect(read_only=True)
         try:
-            return _arrow(con.sql(query, params=params or None))
+            return to_arrow(con.sql(query, params=params or None))
         finally:
             con.close()
 
@@ -487,7 +487,7 @@ class Dataset:
         return {t: self.read(t, list(KEYS[t][:1])).num_rows for t in TABLES}
 
 
-def _arrow(result) -> pa.Table:
+def to_arrow(result) -> pa.Table:
     """DuckDB renamed its Arrow fetch across releases; accept both spellings."""
     fetch = getattr(result, "to_arrow_table", None) or getattr(result, "fetch_arrow_table")
     out = fetch()

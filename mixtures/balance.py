@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.store import Dataset, atomic_write_parquet
+from curation.store import Dataset, atomic_write_parquet, to_arrow
 from mixtures.recipe import DIMENSIONS, UNIT_SQL, MixRecipe
 from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake, temperature_shares
 
@@ -152,10 +152,7 @@ def _run(con, query: str, what: str) -> pa.Table:
     import duckdb
 
     try:
-        result = con.sql(query)
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        out = fetch()
-        return out.read_all() if hasattr(out, "read_all") else out
+        return to_arrow(con.sql(query))
     except duckdb.Error as e:
         raise ValueError(f"{what} failed: {str(e).splitlines()[0]}; check the recipe's filter and tasks") from e
 

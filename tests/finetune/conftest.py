@@ -28,3 +28,12 @@ def overrides(tiny_model, mixture, tmp_path):
     return [f"model={tiny_model}", f"mixture={mixture}", f"output_dir={tmp_path / 'run'}", "max_steps=3",
             "log_every=1", "save_every=0", "tensorboard=false", "data.num_workers=0", "data.tokens_per_batch=800",
             "data.max_length=800", "data.max_batch_size=4", "optim.warmup_steps=1", "llm.lr=2e-3"]
+
+
+@pytest.fixture
+def fake_mixture(tmp_path):
+    """A folder that passes the config's mixture check (no data: for config-only tests)."""
+    d = tmp_path / "mix"
+    d.mkdir()
+    (d / "manifest.parquet").write_bytes(b"")
+    return str(d)

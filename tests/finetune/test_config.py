@@ -7,14 +7,6 @@ from curation.typed_config import parse_overrides
 from finetune.config import PRESETS, load_config
 
 
-@pytest.fixture
-def fake_mixture(tmp_path):
-    d = tmp_path / "mix"
-    d.mkdir()
-    (d / "manifest.parquet").write_bytes(b"")
-    return str(d)
-
-
 def test_presets_follow_the_training_stages(fake_mixture):
     cfgs = {p: load_config(p, [f"mixture={fake_mixture}", "tensorboard=false"]) for p in PRESETS}
     trains = {p: (c.method, c.vision.train, c.merger.train, c.llm.train) for p, c in cfgs.items()}

@@ -127,14 +127,6 @@ def test_flex_attention_block_mask_gives_the_padded_loss_on_cpu_forward(rows, ti
 # --- config: the choice, the rejections, the presets ------------------------------------------------------
 
 
-@pytest.fixture
-def fake_mixture(tmp_path):
-    d = tmp_path / "mix"
-    d.mkdir()
-    (d / "manifest.parquet").write_bytes(b"")
-    return str(d)
-
-
 def test_dense_masks_and_impossible_attention_are_rejected_with_the_fix(fake_mixture):
     base = [f"mixture={fake_mixture}", "tensorboard=false"]
     with pytest.raises(ValueError) as e:
