@@ -144,6 +144,37 @@ def read_frames(path: str | Path, indices: list[int] | np.ndarray) -> np.ndarray
     return np.ascontiguousarray(np.rot90(out, k=rotation // 90, axes=(1, 2))) if rotation else out
 
 
+def frames_between(path: str | Path, start_frame: int, end_frame: int, chunk: int = 64):
+    """Frames [start_frame, end_frame) one at a time, decoded ``chunk`` at once (bounded memory)."""
+    for a in range(start_frame, end_frame, chunk):
+        yield from read_frames(path, np.arange(a, min(a + chunk, end_frame)))
+
+
+def encode_frames(dst: str | Path, frames, rate, options: dict[str, str], source: str | Path = "") -> None:
+    """RGB frames to an H.264 (yuv420p) MP4 at ``dst`` with libx264 ``options``; the size is the first
+    frame's, cut to even (4:2:0 needs it). Errors name ``source`` (where the frames came from) if given."""
+    name = source or dst
+    import av
+
+    with av.open(str(dst), "w", format="mp4") as out:
+        stream = None
+        for img in frames:
+            if stream is None:
+                h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+                if h < 2 or w < 2:
+                    raise VideoError(f"{name}: frames of {img.shape[1]}x{img.shape[0]} are too small to encode")
+                stream = out.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = options
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w], dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        if stream is None:
+            raise VideoError(f"{name}: no frames to encode")
+        for packet in stream.encode():
+            out.mux(packet)
+
+
 def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
     import av
 

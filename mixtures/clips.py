@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
-from curation.video import VideoError, read_frames
+from curation.video import VideoError, encode_frames, frames_between
 
 CHUNK_FRAMES = 64  # frames decoded at once: bounded memory for long or large clips
 
@@ -66,27 +64,8 @@ def ensure_clip(src: str | Path, dest: Path, start_frame: int, end_frame: int, f
 
 
 def _encode(src, tmp: Path, start_frame: int, end_frame: int, fps: float, enc: ClipEncoding) -> None:
-    import av
-
-    rate = frame_rate(fps)
-    with av.open(str(tmp), "w", format="mp4") as out:
-        stream = None
-        for a in range(start_frame, end_frame, CHUNK_FRAMES):
-            frames = read_frames(src, np.arange(a, min(a + CHUNK_FRAMES, end_frame)))
-            if stream is None:
-                h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
-                if h < 2 or w < 2:
-                    raise VideoError(f"{src}: frames of {frames.shape[2]}x{frames.shape[1]} are too small to encode")
-                stream = out.add_stream("libx264", rate=rate)
-                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                stream.options = {"preset": enc.preset, "crf": str(enc.crf), "g": str(max(1, round(fps * enc.gop_s))),
-                                  "bf": "0"}
-            for img in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    options = {"preset": enc.preset, "crf": str(enc.crf), "g": str(max(1, round(fps * enc.gop_s))), "bf": "0"}
+    encode_frames(tmp, frames_between(src, start_frame, end_frame, CHUNK_FRAMES), frame_rate(fps), options, source=src)
 
 
 def _count(path: Path) -> int:

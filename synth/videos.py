@@ -233,27 +233,13 @@ def rewrite_video(src: str | Path, dst: str | Path, frame_fn=None, start_frame: 
     """Re-encode frames [start_frame, end_frame) of ``src`` to ``dst``, each passed through ``frame_fn``
     (RGB array in, RGB array out, any even size): copies, crops, blurs and overlays for quality and
     near-duplicate tests."""
-    import av
-
-    from curation.video import probe, read_frames
+    from curation.video import encode_frames, frames_between, probe
 
     p = probe(src)
     end = p.n_frames if end_frame is None else min(end_frame, p.n_frames)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(dst), "w") as out:
-        stream = None
-        for a in range(start_frame, end, 64):
-            for img in read_frames(src, np.arange(a, min(a + 64, end))):
-                img = frame_fn(img) if frame_fn else img
-                h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-                if stream is None:
-                    stream = out.add_stream("libx264", rate=round(p.fps))
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    stream.options = {"preset": "ultrafast", "crf": str(crf)}
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w], dtype=np.uint8), format="rgb24")
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    frames = frames_between(src, start_frame, end)
+    encode_frames(dst, map(frame_fn, frames) if frame_fn else frames, round(p.fps),
+                  {"preset": "ultrafast", "crf": str(crf)}, source=src)
     return dst
