@@ -136,7 +136,7 @@ def main() -> None:
         wrong = [p for p in found if truth[p[0]][0] != truth[p[1]][0]]
         print(f"all pairs: {len(found)} found, {len(wrong)} between different sources")
         print(f"quality pass {t_quality:.1f} s (one process) vs decoding every frame {t_decode:.1f} s: "
-              f"{t_quality / t_decode:.2f}x")
+              f"{t_quality / t_decode:.2f}x; dedup {dedup.seconds:.2f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

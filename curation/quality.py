@@ -1,9 +1,9 @@
 """Quality signals per segment and near-duplicates across the dataset.
 
 Motion, frozen and black fractions come from the split's own decoding pass (per-frame content change and
-brightness, kept as fractions on each segment). Sharpness, flat frames, borders and the perceptual
-signature (a colour layout) come from a few frames at fixed relative times of the segment (``PROBES``), decoded the way
-everything else is. Filters are data: ``quality_signals`` keeps every signal with its verdict and
+brightness, kept as fractions on each segment). So does the near-duplicate
+signature (a colour layout every 0.5 s). Sharpness, flat frames and borders come from a few frames at fixed
+relative times of the segment (``PROBES``), decoded the way everything else is. Filters are data: ``quality_signals`` keeps every signal with its verdict and
 reasons, ``duplicates`` the near-duplicate group of each segment, and the catalog's ``quality`` view joins
 them into ``keep`` and ``reason`` (``curation.store.VIEWS``).
 """
@@ -17,10 +17,11 @@ import numpy as np
 
 from curation import CODE_VERSION
 from curation.stage import Stage, Stats, key_set
+from curation.scenes import LAYOUT_GRID
 from curation.store import Dataset
 from curation.video import read_frames
 
-PROBES = (0.2, 0.4, 0.6, 0.8)  # relative times of the frames a segment is looked at and hashed by
+PROBES = (0.2, 0.4, 0.6, 0.8)  # relative times of the frames a segment's sharpness and borders are read from
 FROZEN_DIFF = 0.1  # a frame whose content change (PySceneDetect's content score, 0..255) is below this is frozen
 BLACK_LUMA = 16.0  # mean brightness (0..255) below which a frame is black
 
@@ -87,21 +88,6 @@ def border_fractions(greys: list[np.ndarray], dark: float = BLACK_LUMA, still: f
         return dict(border_top=0.0, border_bottom=0.0, border_left=0.0, border_right=0.0)
     return dict(border_top=run(rows_dark), border_bottom=run(rows_dark[::-1]), border_left=run(cols_dark),
                 border_right=run(cols_dark[::-1]))
-
-
-GRID = 4  # the colour layout: mean colour of a GRID x GRID grid of each probe frame
-
-
-def colour_layout(frame: np.ndarray) -> list[int]:
-    """A probe frame's perceptual signature: the mean colour of each cell of a 4 x 4 grid (PIL's area
-    resize), scaled so the frame's mean brightness is 128, so a brightened, re-encoded, resized or slightly
-    cropped copy keeps it while another scene's colours do not. Grey-level hashes (pHash, dHash) cannot tell
-    apart scenes of flat colours, which is what much generated and animated footage is."""
-    from PIL import Image
-
-    small = np.asarray(Image.fromarray(np.ascontiguousarray(frame[..., :3])).resize((GRID, GRID), Image.BOX),
-                       np.float32)
-    return np.round(small * (128.0 / max(float(small.mean()), 1.0))).astype(int).flatten().tolist()
 
 
 def probe_indices(start_frame: int, end_frame: int) -> list[int]:
@@ -172,7 +158,7 @@ class QualityStage(Stage):
         row = dict(segment_id=seg["segment_id"], video_id=seg["video_id"], duration_s=seg["end_s"] - seg["start_s"],
                    width=seg["width"], height=seg["height"], motion=seg["motion"],
                    frozen_frac=seg.get("frozen_frac") or 0.0, black_frac=seg.get("black_frac") or 0.0,
-                   **signals(seg, frames), signature=[v for f in frames for v in colour_layout(f)])
+                   **signals(seg, frames))
         row["quality_keep"], row["quality_reason"] = verdict(row, self.config)
         row.update(thresholds=json.dumps(asdict(self.config), sort_keys=True), code_version=CODE_VERSION)
         for reason in filter(None, row["quality_reason"].split(",")):
@@ -182,91 +168,130 @@ class QualityStage(Stage):
 
 
 # --- near-duplicates ------------------------------------------------------------------------------------------
+#
+# A segment's signature is the colour layout of its frames every 0.5 s of the video (written by the split pass,
+# ``curation.scenes.colour_layout``). Two segments match when, at some time offset, most of their overlapping
+# samples agree: the same colours (after brightness normalization) and, where anything moves, motion in the
+# same cells. Colours alone cannot tell apart two scenes of one look with different things happening in them;
+# the aligned motion can, and it survives re-encoding, resizing, cropping, brightening and overlays.
 
-MAX_DISTANCE = 5.0  # mean absolute difference (0..255) of two probe frames' colour layouts that still match
-MIN_MATCHING = 3  # probe frames (of len(PROBES)) that must match
-KEY_STEP = 24  # the index buckets a probe frame by its mean colour in steps of this, on two offset grids
+MAX_LAYOUTS = 240  # a signature keeps a segment's first 2 minutes
+MAX_COLOUR_DIFF = 4.0  # mean absolute difference (0..255) of two aligned samples' normalized layouts that agree
+MOVING = 3.0  # a sample moves when a cell changes by more than this (0..255) before the next sample
+MIN_MOTION_COS = 0.5  # cosine of two moving samples' per-cell change that agrees
+MIN_AGREEING = 0.7  # share of the overlapping samples that must agree
+MIN_OVERLAP = 6  # samples (3 s) two segments must overlap by, or all of the shorter; and at least half of it
+KEY_STEP = 24  # the index buckets each sample by its normalized mean colour in steps of this, on two grids
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+CELLS = LAYOUT_GRID * LAYOUT_GRID
 
 
-def probe_layouts(signature: list[int]) -> np.ndarray:
-    return np.asarray(signature, np.float32).reshape(len(PROBES), GRID * GRID, 3)
+def segment_signature(layouts: np.ndarray, step: int, start_frame: int, end_frame: int) -> bytes:
+    """The layouts (uint8, LAYOUT_GRID x LAYOUT_GRID x 3 each) of the frames of [start_frame, end_frame) that are
+    multiples of ``step``, the first MAX_LAYOUTS of them, as bytes."""
+    first, stop = -(-start_frame // step), -(-end_frame // step)
+    return np.ascontiguousarray(layouts[first:min(stop, first + MAX_LAYOUTS)], np.uint8).tobytes()
 
 
-def index_keys(layouts: np.ndarray) -> list[tuple]:
-    """Per probe frame, its mean colour on two grids offset by half a step: a pair that differs little
-    shares a bucket through at least one probe on at least one grid (whichever probe: a trimmed copy's
-    probes fall at other times of the same scenes)."""
-    keys = set()
-    for cells in layouts:
-        mean = cells.mean(axis=0)
-        for k, offset in enumerate((0.0, KEY_STEP / 2)):
-            keys.add((k, *(int(v) for v in (mean + offset) // KEY_STEP)))
-    return sorted(keys)
+@dataclass
+class Signature:
+    colours: np.ndarray  # (n, cells * 3) layouts scaled to mean brightness 128
+    motion: np.ndarray  # (n, cells) change of each cell to the next sample (the last repeats the one before)
+    moving: np.ndarray  # (n,) any cell changes by more than MOVING
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> "Signature":
+        x = np.frombuffer(raw or b"", np.uint8).astype(np.float32).reshape(-1, CELLS, 3)
+        x = x * (128.0 / np.maximum((x @ _LUMA).mean(axis=1), 1.0))[:, None, None]
+        motion = np.abs(np.diff(x, axis=0)).mean(axis=2)
+        motion = np.concatenate([motion, motion[-1:]]) if len(motion) else np.zeros((len(x), x.shape[1]), np.float32)
+        return cls(x.reshape(len(x), CELLS * 3), motion, motion.max(axis=1, initial=0.0) > MOVING)
+
+    def keys(self) -> set[tuple]:
+        """Each sample's mean colour on two grids offset by half a step: samples that differ little share a
+        bucket on at least one grid, and a matching pair has many samples."""
+        means = self.colours.reshape(len(self.colours), CELLS, 3).mean(axis=1)
+        return {(k, *(int(v) for v in row)) for k, offset in enumerate((0.0, KEY_STEP / 2))
+                for row in (means + offset) // KEY_STEP}
+
+
+def agreement(a: Signature, b: Signature) -> float:
+    """The largest share of agreeing samples over the time offsets at which the two overlap enough (0 when
+    they never do). A sample pair agrees when its colours are within MAX_COLOUR_DIFF and it is either still
+    in both or moves alike (cosine of the per-cell change at least MIN_MOTION_COS)."""
+    na, nb = len(a.colours), len(b.colours)
+    if not na or not nb:
+        return 0.0
+    colour = np.abs(a.colours[:, None] - b.colours[None]).mean(axis=2)
+    norms = np.linalg.norm(a.motion, axis=1)[:, None] * np.linalg.norm(b.motion, axis=1)[None]
+    alike = (a.motion @ b.motion.T) >= MIN_MOTION_COS * np.maximum(norms, 1e-6)
+    still = ~a.moving[:, None] & ~b.moving[None]
+    agree = (colour <= MAX_COLOUR_DIFF) & (still | alike)
+    need = max(min(MIN_OVERLAP, na, nb), -(-min(na, nb) // 2))
+    # offset o pairs sample i of a with sample i - o of b: the diagonal -o of the matrix
+    shares = [np.diagonal(agree, offset=-o).mean() for o in range(-(nb - 1), na)
+              if min(na, nb + o) - max(0, o) >= need]
+    return float(max(shares, default=0.0))
 
 
 class DupIndex:
-    """Segments bucketed by the mean colours of their probe frames (multi-index hashing): a new segment is
-    compared only with those sharing a bucket, then probe by probe."""
+    """Segments bucketed by their samples' mean colours (multi-index hashing): a new segment is aligned only
+    with those that share a bucket."""
 
     def __init__(self):
         self.buckets: dict[tuple, list[str]] = {}
-        self.layouts: dict[str, np.ndarray] = {}
+        self.signatures: dict[str, Signature] = {}
         self.group: dict[str, str] = {}
         self.compared = 0
 
-    def add(self, seg_id: str, signature: list[int], group: str) -> None:
-        self.layouts[seg_id], self.group[seg_id] = probe_layouts(signature), group
-        for key in index_keys(self.layouts[seg_id]):
+    def add(self, seg_id: str, sig: Signature, group: str) -> None:
+        self.signatures[seg_id], self.group[seg_id] = sig, group
+        for key in sig.keys():
             self.buckets.setdefault(key, []).append(seg_id)
 
-    def matches(self, signature: list[int]) -> list[tuple[float, str]]:
-        """(distance, id) of every indexed segment that matches, closest first."""
-        mine = probe_layouts(signature)
-        seen = {s for key in index_keys(mine) for s in self.buckets.get(key, ())}
+    def matches(self, sig: Signature) -> list[tuple[float, str]]:
+        """(agreement, id) of every indexed segment that matches, best first."""
+        seen = {s for key in sig.keys() for s in self.buckets.get(key, ())}
         self.compared += len(seen)
-        out = []
-        for s in seen:
-            # each probe frame against the closest probe frame of the other segment
-            dists = np.abs(mine[:, None] - self.layouts[s][None]).mean(axis=(2, 3)).min(axis=1)
-            if int((dists <= MAX_DISTANCE).sum()) >= MIN_MATCHING:
-                out.append((float(dists.sum()), s))
-        return sorted(out)
+        found = ((agreement(sig, self.signatures[s]), s) for s in seen)
+        return sorted(((score, s) for score, s in found if score >= MIN_AGREEING), key=lambda m: (-m[0], m[1]))
 
 
 @dataclass
 class DedupStage(Stage):
     """Near-duplicate groups across the whole dataset (``duplicates``): each new segment joins the group
-    of the closest earlier segment it matches (the earliest group when it matches several), else starts its
+    of the best earlier segment it matches (the earliest group when it matches several), else starts its
     own. Which member is kept is decided when read (the ``quality`` view), so a longer copy that arrives later
-    takes over."""
+    takes over. Segments split before signatures were stored have none and stay alone."""
 
     name = "dedup"
-    inputs = ("quality_signals",)
+    inputs = ("segments",)
     output = "duplicates"
     item_column = "segment_id"
     batch_size = 1_000_000  # one batch: new segments are matched against each other too
 
     def items(self, ds: Dataset) -> list[dict]:
-        rows = ds.rows("quality_signals", ["segment_id", "video_id", "signature"])
-        return sorted((dict(r, item_id=r["segment_id"]) for r in rows if r["signature"]), key=lambda r: r["item_id"])
+        rows = ds.rows("segments", ["segment_id", "video_id"])
+        return sorted((dict(r, item_id=r["segment_id"]) for r in rows), key=lambda r: r["item_id"])
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "duplicates", "segment_id")
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        raw = {r["segment_id"]: r["signature"] for r in ds.rows("segments", ["segment_id", "signature"])}
         index = DupIndex()
-        hashes = {r["segment_id"]: r["signature"] for r in ds.rows("quality_signals", ["segment_id", "signature"])}
         for d in ds.rows("duplicates", ["segment_id", "dup_group"]):
-            if hashes.get(d["segment_id"]):
-                index.add(d["segment_id"], hashes[d["segment_id"]], d["dup_group"])
+            index.add(d["segment_id"], Signature.from_bytes(raw.get(d["segment_id"])), d["dup_group"])
         rows = []
         for seg in batch:
-            found = index.matches(seg["signature"])
+            sig = Signature.from_bytes(raw.get(seg["segment_id"]))
+            found = index.matches(sig) if len(sig.colours) else []
             group = min(index.group[s] for _, s in found) if found else seg["segment_id"]
-            index.add(seg["segment_id"], seg["signature"], group)
+            index.add(seg["segment_id"], sig, group)
             rows.append(dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
-                             matched=found[0][1] if found else "", code_version=CODE_VERSION))
-            stats.add("duplicates" if found else "unique")
+                             matched=found[0][1] if found else "", similarity=found[0][0] if found else None,
+                             code_version=CODE_VERSION))
+            stats.add("duplicates" if found else "no_signature" if not raw.get(seg["segment_id"]) else "unique")
         stats.add("pairs_compared", index.compared)
         return rows
 

@@ -120,6 +120,23 @@ class DetectorConfig:
         return out
 
 
+LAYOUT_STEP_S = 0.5  # the near-duplicate signature samples a frame every this many seconds of the video
+LAYOUT_GRID = 8  # ... as the mean colour of each cell of an 8 x 8 grid
+
+
+def layout_step(fps: float) -> int:
+    """Frames between signature samples; samples sit on frames that are multiples of it."""
+    return max(1, int(round(fps * LAYOUT_STEP_S)))
+
+
+def colour_layout(img: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """A frame's mean colour per cell of a LAYOUT_GRID x LAYOUT_GRID grid, RGB uint8 (area resize)."""
+    import cv2
+
+    small = cv2.resize(img, (LAYOUT_GRID, LAYOUT_GRID), interpolation=cv2.INTER_AREA)
+    return small[..., ::-1] if bgr else small
+
+
 @dataclass
 class Detection:
     cuts: list[int]
@@ -127,6 +144,8 @@ class Detection:
     motion: np.ndarray  # per-frame content change (0 where unknown)
     luma: np.ndarray  # per-frame mean brightness
     n_frames: int
+    layouts: np.ndarray  # (n_frames // step + 1, grid, grid, 3): colour layout of every layout_step-th frame
+    step: int  # frames between layouts
 
 
 def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Detection:
@@ -144,6 +163,8 @@ class SpanDetection:
     cuts: list[int]
     motion: np.ndarray
     luma: np.ndarray
+    layouts: np.ndarray  # colour layouts of the span's frames that are multiples of step
+    step: int
 
 
 def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int | None = None,
@@ -159,7 +180,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
     from scenedetect import FrameTimecode
 
     detectors = _make_detectors(cfg)
-    motion, luma, cut_frames = [], [], []
+    motion, luma, cut_frames, layouts = [], [], [], []
     begin = max(0, start - warmup_frames)
     try:
         with av.open(str(path)) as container:
@@ -167,6 +188,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             factor = cfg.downscale or max(1, stream.codec_context.width // 256)
+            step = layout_step(fps)
             index = _frame_indexer(container, stream, fps, begin)
             timecode = None
             for frame in container.decode(stream):
@@ -180,8 +202,12 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
                     if in_span:
                         motion.append(0.0)
                         luma.append(luma[-1] if luma else 0.0)
+                        if i % step == 0:
+                            layouts.append(colour_layout(small_bgr(frame, factor), bgr=True))
                     continue
                 img = small_bgr(frame, factor)
+                if in_span and i % step == 0:
+                    layouts.append(colour_layout(img, bgr=True))
                 timecode = FrameTimecode(i, fps=fps)
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.process_frame(timecode, img))
@@ -198,7 +224,11 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
         raise VideoError(f"{path}: cannot decode for scene detection ({type(e).__name__}: {e})") from e
     stop = start + len(motion)
     cuts = sorted({c for c in cut_frames if start <= c < stop})
-    return SpanDetection(start, cuts, np.asarray(motion), np.asarray(luma))
+    return SpanDetection(start, cuts, np.asarray(motion), np.asarray(luma), _stack(layouts), step)
+
+
+def _stack(layouts: list[np.ndarray]) -> np.ndarray:
+    return np.stack(layouts) if layouts else np.zeros((0, LAYOUT_GRID, LAYOUT_GRID, 3), np.uint8)
 
 
 def _frame_indexer(container, stream, fps: float, begin: int):
@@ -217,6 +247,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
     parts = sorted(parts, key=lambda p: p.start)
     motion = np.concatenate([p.motion for p in parts]) if parts else np.zeros(0)
     luma = np.concatenate([p.luma for p in parts]) if parts else np.zeros(0)
+    layouts = _stack([x for p in parts for x in p.layouts])
     n_frames = len(motion)
     raw = sorted({c for p in parts for c in p.cuts if 0 < c < n_frames})
     cuts, scores = [], {}
@@ -224,7 +255,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
         cut = cluster[len(cluster) // 2]  # a fade's cut sits mid-cluster, in the black
         cuts.append(cut)
         scores[cut] = float(max(motion[c] for c in cluster))
-    return Detection(cuts, scores, motion, luma, n_frames)
+    return Detection(cuts, scores, motion, luma, n_frames, layouts, parts[0].step if parts else 1)
 
 
 def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
@@ -233,11 +264,14 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
     import torch
 
     model = _transnet()
-    frames, luma = [], []
+    frames, luma, layouts = [], [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        step = layout_step(float(stream.average_rate or stream.guessed_rate or 25))
         for frame in container.decode(stream):
+            if len(frames) % step == 0:
+                layouts.append(colour_layout(frame.to_ndarray(format="rgb24", width=128, height=72)))
             img = frame.to_ndarray(format="rgb24", width=48, height=27)
             frames.append(img)
             luma.append(float(img.mean()))
@@ -268,7 +302,7 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
         cut = (cluster[0] + cluster[-1] + 1) // 2
         merged.append(cut)
         merged_scores[cut] = max(scores[c] for c in cluster)
-    return Detection(merged, merged_scores, prob, np.asarray(luma), len(frames))
+    return Detection(merged, merged_scores, prob, np.asarray(luma), len(frames), _stack(layouts), step)
 
 
 _TRANSNET = {}

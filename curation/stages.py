@@ -14,7 +14,7 @@ from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detec
                              segments_from_cuts)
 from curation.domains import EVAL_ONLY_DOMAINS, DomainResolver, load_manifest, parse_rule
 from curation.store import Dataset, stable_id
-from curation.quality import frame_fractions
+from curation.quality import frame_fractions, segment_signature
 from curation.times import FrameSpan
 from curation.video import Probe, VideoError, content_id, list_videos, probe
 
@@ -172,6 +172,7 @@ class SplitStage(Stage):
                 motion=float(np.mean(det.motion[a:b])) if b <= len(det.motion) and b > a else 0.0,
                 luma=float(np.mean(det.luma[a:b])) if b <= len(det.luma) and b > a else 0.0,
                 **frame_fractions(det.motion[a:b], det.luma[a:b]),
+                signature=segment_signature(det.layouts, det.step, a, b),
                 code_version=CODE_VERSION,
             ))
         return rows

@@ -60,6 +60,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("luma", pa.float64()),
             ("frozen_frac", pa.float64()),
             ("black_frac", pa.float64()),
+            ("signature", pa.binary()),  # near-duplicate signature (curation.quality.segment_signature)
             ("code_version", pa.string()),
         ]
     ),
@@ -79,7 +80,6 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("border_bottom", pa.float64()),
             ("border_left", pa.float64()),
             ("border_right", pa.float64()),
-            ("signature", pa.list_(pa.int16())),  # colour layout of the probe frames (curation.quality)
             ("quality_keep", pa.bool_()),
             ("quality_reason", pa.string()),
             ("thresholds", pa.string()),
@@ -92,6 +92,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("video_id", pa.string()),
             ("dup_group", pa.string()),
             ("matched", pa.string()),
+            ("similarity", pa.float64()),
             ("code_version", pa.string()),
         ]
     ),
@@ -226,11 +227,11 @@ TABLES = tuple(SCHEMAS)
 VIEWS = {
     "quality": """
 WITH ranked AS (
-  SELECT q.*, d.dup_group, d.matched,
+  SELECT q.*, d.dup_group, d.matched, d.similarity,
     row_number() OVER (PARTITION BY d.dup_group ORDER BY q.duration_s DESC, q.width * q.height DESC, q.segment_id)
       AS dup_rank
   FROM quality_signals q LEFT JOIN duplicates d USING (segment_id))
-SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, signature, matched),
+SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, matched),
   quality_keep AND (dup_group IS NULL OR dup_rank = 1) AS keep,
   concat_ws(',', nullif(quality_reason, ''),
             CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from curation.executors import run_stage
-from curation.quality import DedupStage, QualityStage, split_keys
+from curation.quality import MIN_AGREEING, DedupStage, QualityStage, Signature, agreement, split_keys
+from curation.scenes import colour_layout, layout_step
+from curation.video import read_frames
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
 from synth.videos import render_video, rewrite_video
@@ -108,9 +110,65 @@ def test_duplicates_pull_their_videos_into_one_split(copies):
     assert keys[ids["b.mp4"]] == ids["b.mp4"]
 
 
-def test_reruns_write_nothing_and_new_segments_join_existing_groups(copies, tmp_path):
+def test_reruns_write_nothing(copies):
     assert run_stage(QualityStage(), copies, progress=False).counts["rows_written"] == 0
     assert run_stage(DedupStage(), copies, progress=False).counts["rows_written"] == 0
+
+
+def test_the_signature_is_the_colour_layout_of_a_frame_every_half_second(copies):
+    seg = next(s for s in copies.rows("segments") if s["video_id"] == copies.rows("videos")[0]["video_id"])
+    uri, fps = copies.rows("videos")[0]["uri"], copies.rows("videos")[0]["fps"]
+    step = layout_step(fps)
+    frames = list(range(-(-seg["start_frame"] // step) * step, seg["end_frame"], step))
+    stored = np.frombuffer(seg["signature"], np.uint8).reshape(-1, 8, 8, 3)
+    decoded = np.stack([colour_layout(f) for f in read_frames(uri, frames)])
+    assert step == 12 and len(stored) == len(frames) > 8
+    # the split pass converts shrunk 4:2:0 planes, decord whole frames: the same colours within rounding
+    assert np.abs(stored.astype(int) - decoded).mean() < 2.0
+
+
+def signature_of(ds, name):
+    vid = next(v["video_id"] for v in ds.rows("videos") if v["uri"].endswith("/" + name))
+    return Signature.from_bytes(next(s["signature"] for s in ds.rows("segments") if s["video_id"] == vid))
+
+
+def test_copies_added_later_join_their_source_and_a_look_alike_does_not(tmp_path):
+    """A look-alike: another source with the same stripes, a hue 0.01 away (the generator's seed 24 against
+    seed 1) and another moving shape."""
+    folder = tmp_path / "videos" / "x"
+    render_video(folder / "src.mp4", "x", 8, seed=1, size=(160, 128), n_scenes=1, n_fades=0)
+    render_video(folder / "alike.mp4", "x", 8, seed=24, size=(160, 128), n_scenes=1, n_fades=0)
+    ds = Dataset(tmp_path / "d")
+    stages = lambda: (IngestStage(videos=tmp_path / "videos"), SplitStage(), DedupStage())
+    for stage in stages():
+        run_stage(stage, ds, progress=False)
+    assert agreement(signature_of(ds, "src.mp4"), signature_of(ds, "alike.mp4")) < MIN_AGREEING
+
+    rewrite_video(folder / "src.mp4", folder / "trimmed.mp4", None, 31, 192 - 31)  # 1.3 s off each end
+    rewrite_video(folder / "src.mp4", folder / "bright.mp4",
+                  lambda img: np.clip(img.astype(np.int16) * 11 // 10, 0, 255).astype(np.uint8))
+    for stage in stages():
+        stats = run_stage(stage, ds, progress=False)
+    assert stats.counts["rows_written"] == 2 and stats.counts["duplicates"] == 2
+    got = by_name(ds, "duplicates", "dup_group, similarity")
+    assert got["trimmed.mp4"]["dup_group"] == got["bright.mp4"]["dup_group"] == got["src.mp4"]["dup_group"]
+    assert got["alike.mp4"]["dup_group"] != got["src.mp4"]["dup_group"] and got["alike.mp4"]["similarity"] is None
+    assert min(got["trimmed.mp4"]["similarity"], got["bright.mp4"]["similarity"]) >= MIN_AGREEING
+
+
+def test_segments_split_before_signatures_stay_alone(tmp_path):
+    import pyarrow.parquet as pq
+
+    render_video(tmp_path / "videos" / "x" / "a.mp4", "x", 4, seed=6, size=(96, 64), n_scenes=1, n_fades=0)
+    rewrite_video(tmp_path / "videos" / "x" / "a.mp4", tmp_path / "videos" / "x" / "a_copy.mp4", crf=30)
+    ds = Dataset(tmp_path / "d")
+    run_stage(IngestStage(videos=tmp_path / "videos"), ds, progress=False)
+    run_stage(SplitStage(), ds, progress=False)
+    for f in ds.files("segments"):  # as an older version wrote them
+        pq.write_table(pq.read_table(f).drop_columns(["signature"]), f)
+    stats = run_stage(DedupStage(), ds, progress=False)
+    assert stats.counts["no_signature"] == stats.counts["rows_written"] == 2 and stats.n_failed == 0
+    assert len({r["dup_group"] for r in ds.rows("duplicates")}) == 2
 
 
 def test_a_segment_whose_frames_cannot_be_decoded_is_a_failure_row(tmp_path):

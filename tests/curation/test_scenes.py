@@ -104,6 +104,8 @@ def test_spans_decoded_separately_give_the_whole_video_result(tmp_path):
     assert joined.n_frames == whole.n_frames == truth.n_frames
     assert joined.cuts == whole.cuts and len(whole.cuts) == len(truth.cuts)
     np.testing.assert_allclose(joined.motion, whole.motion)
+    np.testing.assert_array_equal(joined.layouts, whole.layouts)  # the near-duplicate signature's samples
+    assert len(whole.layouts) == -(-truth.n_frames // whole.step) and whole.step == 12
 
 
 def test_windows_inside_one_shot_are_not_trimmed():
