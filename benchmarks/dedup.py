@@ -1,10 +1,11 @@
 """Near-duplicate detection and the quality pass, measured on generated videos.
 
-From ``--sources`` generated source videos (seeds with distinct palettes), six copies each: re-encoded at a lower quality (crf 36),
-resized to half, cropped by 10% (and scaled back), trimmed by 2 s at both ends, brightened by 10%, and
-with a small logo overlaid. Everything goes through ingest, split, quality and dedup; a pair of videos is
+From ``--sources`` generated source videos (seeds with distinct palettes), seven copies each: re-encoded
+at a lower quality (crf 36), resized to half, cropped by 10% (and scaled back), trimmed by 2 s at both ends
+(and by 2.3 s, off the signature's 0.5 s grid), brightened by 10%, and with a small logo overlaid. Everything goes through ingest, split, quality and dedup; a pair of videos is
 called duplicate when any of their segments share a group. Prints recall and precision of duplicate pairs
-per transform, and the time of the quality pass against decoding every frame of every video (decord).
+per transform, the time of the quality pass against decoding every frame of every video (decord), and what
+the signature adds to the split's own pass.
 
     python benchmarks/dedup.py --sources 30
 """
@@ -47,6 +48,7 @@ TRANSFORMS = {
     "half_size": dict(frame_fn=lambda img: img[::2, ::2]),
     "cropped_10pct": dict(frame_fn=crop10),
     "trimmed_2s": dict(trim_s=2.0),
+    "trimmed_2.3s": dict(trim_s=2.3),  # off the signature's 0.5 s sampling grid
     "brightened_10pct": dict(frame_fn=lambda img: np.clip(img.astype(np.int16) * 11 // 10, 0, 255).astype(np.uint8)),
     "logo": dict(frame_fn=logo),
 }
@@ -58,6 +60,8 @@ def distinct_seeds(n: int, min_hue_gap: float = 0.02) -> list[int]:
     shape, which is not what different sources look like."""
     seeds, seed = [], 100
     while len(seeds) < n:
+        if seed >= 1000:  # hues repeat every 100 seeds (up to float rounding): no more palettes to find
+            raise SystemExit(f"the generator has only {len(seeds)} palettes {min_hue_gap} apart; use --sources <= {len(seeds)}")
         hue = (seed * 0.13) % 1.0
         if all(min(abs(hue - h), 1 - abs(hue - h)) >= min_hue_gap for h in ((s * 0.13) % 1.0 for s in seeds)):
             seeds.append(seed)
@@ -94,6 +98,29 @@ def decode_all(paths) -> float:
     return time.perf_counter() - t
 
 
+def split_pass_cost(paths) -> tuple[float, float]:
+    """Seconds of the split's detection pass over ``paths`` as it is, and with the signature's colour layout
+    replaced by a constant (what the signature adds to the pass)."""
+    import curation.scenes as scenes
+
+    def timed() -> float:
+        t = time.perf_counter()
+        for p in paths:
+            scenes.detect_cuts(p, scenes.DetectorConfig())
+        return time.perf_counter() - t
+
+    real, blank = scenes.colour_layout, np.zeros((scenes.LAYOUT_GRID, scenes.LAYOUT_GRID, 3), np.uint8)
+    times = {True: [], False: []}
+    for _ in range(2):  # alternated, best of two: the page cache and other load favour neither
+        for with_layouts in (True, False):
+            scenes.colour_layout = real if with_layouts else (lambda img, bgr=False: blank)
+            try:
+                times[with_layouts].append(timed())
+            finally:
+                scenes.colour_layout = real
+    return min(times[True]), min(times[False])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", type=int, default=30)
@@ -115,6 +142,7 @@ def main() -> None:
         t_quality = run_stage(QualityStage(), ds, progress=False, options=RunOptions(workers=1)).seconds
         dedup = run_stage(DedupStage(), ds, progress=False)
         t_decode = decode_all(sorted((tmp / "videos").rglob("*.mp4")))
+        t_split, t_split_bare = split_pass_cost(sorted((tmp / "videos").rglob("*.mp4")))
 
         name_of = {r["video_id"]: r["uri"].rsplit("/", 1)[-1] for r in ds.rows("videos")}
         groups: dict[str, set] = {}
@@ -137,6 +165,8 @@ def main() -> None:
         print(f"all pairs: {len(found)} found, {len(wrong)} between different sources")
         print(f"quality pass {t_quality:.1f} s (one process) vs decoding every frame {t_decode:.1f} s: "
               f"{t_quality / t_decode:.2f}x; dedup {dedup.seconds:.2f} s")
+        print(f"split pass {t_split:.1f} s with the signature, {t_split_bare:.1f} s without: "
+              f"{t_split / t_split_bare:.3f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
