@@ -260,8 +260,8 @@ class DupIndex:
 @dataclass
 class DedupStage(Stage):
     """Near-duplicate groups across the whole dataset (``duplicates``): each new segment joins the group
-    of the best earlier segment it matches (the earliest group when it matches several), else starts its
-    own. Which member is kept is decided when read (the ``quality`` view), so a longer copy that arrives later
+    of the best earlier segment it matches (the earliest group when it matches several, the others listed
+    in ``other_groups``), else starts its own. Which member is kept is decided when read (the ``quality`` view), so a longer copy that arrives later
     takes over. Segments split before signatures were stored have none and stay alone."""
 
     name = "dedup"
@@ -286,11 +286,12 @@ class DedupStage(Stage):
         for seg in batch:
             sig = Signature.from_bytes(raw.get(seg["segment_id"]))
             found = index.matches(sig) if len(sig.colours) else []
-            group = min(index.group[s] for _, s in found) if found else seg["segment_id"]
+            groups = sorted({index.group[s] for _, s in found})
+            group = groups[0] if groups else seg["segment_id"]
             index.add(seg["segment_id"], sig, group)
             rows.append(dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
                              matched=found[0][1] if found else "", similarity=found[0][0] if found else None,
-                             code_version=CODE_VERSION))
+                             other_groups=groups[1:], code_version=CODE_VERSION))
             stats.add("duplicates" if found else "no_signature" if not raw.get(seg["segment_id"]) else "unique")
         stats.add("pairs_compared", index.compared)
         return rows
@@ -298,7 +299,8 @@ class DedupStage(Stage):
 
 def split_keys(ds: Dataset) -> dict[str, str]:
     """video_id -> the video whose id decides its train/val/test split: the smallest id among the videos
-    its segments share near-duplicate groups with, so a re-upload lands in the same split as its original."""
+    its segments share near-duplicate groups with (or bridge groups with: ``other_groups``), so a re-upload
+    lands in the same split as its original."""
     parent: dict[str, str] = {}
 
     def find(v: str) -> str:
@@ -307,10 +309,16 @@ def split_keys(ds: Dataset) -> dict[str, str]:
             v = parent[v]
         return v
 
-    first: dict[str, str] = {}
-    for d in ds.rows("duplicates", ["video_id", "dup_group"]):
-        other = first.setdefault(d["dup_group"], d["video_id"])
-        a, b = find(other), find(d["video_id"])
+    def union(a: str, b: str) -> None:
+        a, b = find(a), find(b)
         if a != b:
             parent[max(a, b)] = min(a, b)
+
+    rows = ds.rows("duplicates", ["video_id", "dup_group", "other_groups"])
+    first: dict[str, str] = {}
+    for d in rows:
+        union(first.setdefault(d["dup_group"], d["video_id"]), d["video_id"])
+    for d in rows:  # a segment that matched several groups joins their videos too
+        for g in d["other_groups"] or ():
+            union(first[g], d["video_id"])
     return {v: find(v) for v in parent}

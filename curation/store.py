@@ -93,6 +93,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("dup_group", pa.string()),
             ("matched", pa.string()),
             ("similarity", pa.float64()),
+            ("other_groups", pa.list_(pa.string())),  # groups it also matched: they stay apart but share its split
             ("code_version", pa.string()),
         ]
     ),

@@ -156,6 +156,28 @@ def test_copies_added_later_join_their_source_and_a_look_alike_does_not(tmp_path
     assert min(got["trimmed.mp4"]["similarity"], got["bright.mp4"]["similarity"]) >= MIN_AGREEING
 
 
+def test_a_segment_matching_two_groups_pulls_both_into_its_split(tmp_path):
+    """The first and last 6 s of a 10 s shot overlap by 2 s, too little to match; the whole shot, added
+    later, matches both. The groups stay as they were, and all three videos share a split."""
+    folder = tmp_path / "videos" / "x"
+    render_video(tmp_path / "whole.mp4", "x", 10, seed=3, size=(160, 128), n_scenes=1, n_fades=0)
+    rewrite_video(tmp_path / "whole.mp4", folder / "head.mp4", None, 0, 144)
+    rewrite_video(tmp_path / "whole.mp4", folder / "tail.mp4", None, 96, 240)
+    ds = Dataset(tmp_path / "d")
+    stages = lambda: (IngestStage(videos=tmp_path / "videos"), SplitStage(), DedupStage())
+    for stage in stages():
+        run_stage(stage, ds, progress=False)
+    shutil.copy(tmp_path / "whole.mp4", folder / "whole.mp4")
+    for stage in stages():
+        run_stage(stage, ds, progress=False)
+    got = by_name(ds, "duplicates", "dup_group, other_groups")
+    assert got["head.mp4"]["dup_group"] != got["tail.mp4"]["dup_group"]
+    bridged = {got["whole.mp4"]["dup_group"], *got["whole.mp4"]["other_groups"]}
+    assert bridged == {got["head.mp4"]["dup_group"], got["tail.mp4"]["dup_group"]}
+    keys = split_keys(ds)
+    assert len({keys[v["video_id"]] for v in ds.rows("videos")}) == 1
+
+
 def test_segments_split_before_signatures_stay_alone(tmp_path):
     import pyarrow.parquet as pq
 
