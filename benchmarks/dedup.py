@@ -2,8 +2,9 @@
 
 From ``--sources`` generated source videos (seeds with distinct palettes), seven copies each: re-encoded
 at a lower quality (crf 36), resized to half, cropped by 10% (and scaled back), trimmed by 2 s at both ends
-(and by 2.3 s, off the signature's 0.5 s grid), brightened by 10%, and with a small logo overlaid. Everything goes through ingest, split, quality and dedup; a pair of videos is
-called duplicate when any of their segments share a group. Prints recall and precision of duplicate pairs
+(and by 2.3 s, off the signature's 0.5 s grid), brightened by 10%, and with a small logo overlaid.
+Everything goes through ingest, split, quality and dedup; a pair of videos is called duplicate when any of
+their segments share a group. Prints recall and precision of duplicate pairs
 per transform, the time of the quality pass against decoding every frame of every video (decord), and what
 the signature adds to the split's own pass.
 
@@ -61,7 +62,8 @@ def distinct_seeds(n: int, min_hue_gap: float = 0.02) -> list[int]:
     seeds, seed = [], 100
     while len(seeds) < n:
         if seed >= 1000:  # hues repeat every 100 seeds (up to float rounding): no more palettes to find
-            raise SystemExit(f"the generator has only {len(seeds)} palettes {min_hue_gap} apart; use --sources <= {len(seeds)}")
+            raise SystemExit(f"the generator has only {len(seeds)} palettes {min_hue_gap} apart; "
+                             f"use --sources <= {len(seeds)}")
         hue = (seed * 0.13) % 1.0
         if all(min(abs(hue - h), 1 - abs(hue - h)) >= min_hue_gap for h in ((s * 0.13) % 1.0 for s in seeds)):
             seeds.append(seed)

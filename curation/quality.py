@@ -1,17 +1,18 @@
 """Quality signals per segment and near-duplicates across the dataset.
 
 Motion, frozen and black fractions come from the split's own decoding pass (per-frame content change and
-brightness, kept as fractions on each segment). So does the near-duplicate
-signature (a colour layout every 0.5 s). Sharpness, flat frames and borders come from a few frames at fixed
-relative times of the segment (``PROBES``), decoded the way everything else is. Filters are data: ``quality_signals`` keeps every signal with its verdict and
-reasons, ``duplicates`` the near-duplicate group of each segment, and the catalog's ``quality`` view joins
-them into ``keep`` and ``reason`` (``curation.store.VIEWS``).
+brightness, kept as fractions on each segment). So does the near-duplicate signature (a colour layout
+every 0.5 s). Sharpness, flat frames and borders come from a few frames at fixed relative times of the
+segment (``PROBES``), decoded the way everything else is. Filters are data: ``quality_signals`` keeps every
+signal with its verdict and reasons, ``duplicates`` the near-duplicate group of each segment, and the
+catalog's ``quality`` view joins them into ``keep`` and ``reason`` (``curation.store.VIEWS``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -207,6 +208,7 @@ class Signature:
         motion = np.concatenate([motion, motion[-1:]]) if len(motion) else np.zeros((len(x), x.shape[1]), np.float32)
         return cls(x.reshape(len(x), CELLS * 3), motion, motion.max(axis=1, initial=0.0) > MOVING)
 
+    @cached_property
     def keys(self) -> set[tuple]:
         """Each sample's mean colour on two grids offset by half a step: samples that differ little share a
         bucket on at least one grid, and a matching pair has many samples."""
@@ -246,12 +248,12 @@ class DupIndex:
 
     def add(self, seg_id: str, sig: Signature, group: str) -> None:
         self.signatures[seg_id], self.group[seg_id] = sig, group
-        for key in sig.keys():
+        for key in sig.keys:
             self.buckets.setdefault(key, []).append(seg_id)
 
     def matches(self, sig: Signature) -> list[tuple[float, str]]:
         """(agreement, id) of every indexed segment that matches, best first."""
-        seen = {s for key in sig.keys() for s in self.buckets.get(key, ())}
+        seen = {s for key in sig.keys for s in self.buckets.get(key, ())}
         self.compared += len(seen)
         found = ((agreement(sig, self.signatures[s]), s) for s in seen)
         return sorted(((score, s) for score, s in found if score >= MIN_AGREEING), key=lambda m: (-m[0], m[1]))
@@ -261,8 +263,9 @@ class DupIndex:
 class DedupStage(Stage):
     """Near-duplicate groups across the whole dataset (``duplicates``): each new segment joins the group
     of the best earlier segment it matches (the earliest group when it matches several, the others listed
-    in ``other_groups``), else starts its own. Which member is kept is decided when read (the ``quality`` view), so a longer copy that arrives later
-    takes over. Segments split before signatures were stored have none and stay alone."""
+    in ``other_groups``), else starts its own. Which member is kept is decided when read (the ``quality``
+    view), so a longer copy that arrives later takes over. Segments split before signatures were stored
+    have none and stay alone."""
 
     name = "dedup"
     inputs = ("segments",)
@@ -292,7 +295,7 @@ class DedupStage(Stage):
             rows.append(dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
                              matched=found[0][1] if found else "", similarity=found[0][0] if found else None,
                              other_groups=groups[1:], code_version=CODE_VERSION))
-            stats.add("duplicates" if found else "no_signature" if not raw.get(seg["segment_id"]) else "unique")
+            stats.add("duplicates" if found else "unique" if len(sig.colours) else "no_signature")
         stats.add("pairs_compared", index.compared)
         return rows
 

@@ -144,7 +144,7 @@ class Detection:
     motion: np.ndarray  # per-frame content change (0 where unknown)
     luma: np.ndarray  # per-frame mean brightness
     n_frames: int
-    layouts: np.ndarray  # (n_frames // step + 1, grid, grid, 3): colour layout of every layout_step-th frame
+    layouts: np.ndarray  # (ceil(n_frames / step), grid, grid, 3): colour layout of every step-th frame
     step: int  # frames between layouts
 
 
