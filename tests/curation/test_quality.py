@@ -116,9 +116,9 @@ def test_reruns_write_nothing(copies):
 
 
 def test_the_signature_is_the_colour_layout_of_a_frame_every_half_second(copies):
-    seg = next(s for s in copies.rows("segments") if s["video_id"] == copies.rows("videos")[0]["video_id"])
-    uri, fps = copies.rows("videos")[0]["uri"], copies.rows("videos")[0]["fps"]
-    step = layout_step(fps)
+    video = copies.rows("videos")[0]
+    seg = next(s for s in copies.rows("segments") if s["video_id"] == video["video_id"])
+    uri, step = video["uri"], layout_step(video["fps"])
     frames = list(range(-(-seg["start_frame"] // step) * step, seg["end_frame"], step))
     stored = np.frombuffer(seg["signature"], np.uint8).reshape(-1, 8, 8, 3)
     decoded = np.stack([colour_layout(f) for f in read_frames(uri, frames)])
@@ -132,6 +132,12 @@ def signature_of(ds, name):
     return Signature.from_bytes(next(s["signature"] for s in ds.rows("segments") if s["video_id"] == vid))
 
 
+def ingest_split_dedup(ds, videos):
+    for stage in (IngestStage(videos=videos), SplitStage(), DedupStage()):
+        stats = run_stage(stage, ds, progress=False)
+    return stats  # dedup's
+
+
 def test_copies_added_later_join_their_source_and_a_look_alike_does_not(tmp_path):
     """A look-alike: another source with the same stripes, a hue 0.01 away (the generator's seed 24 against
     seed 1) and another moving shape."""
@@ -139,16 +145,13 @@ def test_copies_added_later_join_their_source_and_a_look_alike_does_not(tmp_path
     render_video(folder / "src.mp4", "x", 8, seed=1, size=(160, 128), n_scenes=1, n_fades=0)
     render_video(folder / "alike.mp4", "x", 8, seed=24, size=(160, 128), n_scenes=1, n_fades=0)
     ds = Dataset(tmp_path / "d")
-    stages = lambda: (IngestStage(videos=tmp_path / "videos"), SplitStage(), DedupStage())
-    for stage in stages():
-        run_stage(stage, ds, progress=False)
+    ingest_split_dedup(ds, tmp_path / "videos")
     assert agreement(signature_of(ds, "src.mp4"), signature_of(ds, "alike.mp4")) < MIN_AGREEING
 
     rewrite_video(folder / "src.mp4", folder / "trimmed.mp4", None, 31, 192 - 31)  # 1.3 s off each end
     rewrite_video(folder / "src.mp4", folder / "bright.mp4",
                   lambda img: np.clip(img.astype(np.int16) * 11 // 10, 0, 255).astype(np.uint8))
-    for stage in stages():
-        stats = run_stage(stage, ds, progress=False)
+    stats = ingest_split_dedup(ds, tmp_path / "videos")
     assert stats.counts["rows_written"] == 2 and stats.counts["duplicates"] == 2
     got = by_name(ds, "duplicates", "dup_group, similarity")
     assert got["trimmed.mp4"]["dup_group"] == got["bright.mp4"]["dup_group"] == got["src.mp4"]["dup_group"]
@@ -164,12 +167,9 @@ def test_a_segment_matching_two_groups_pulls_both_into_its_split(tmp_path):
     rewrite_video(tmp_path / "whole.mp4", folder / "head.mp4", None, 0, 144)
     rewrite_video(tmp_path / "whole.mp4", folder / "tail.mp4", None, 96, 240)
     ds = Dataset(tmp_path / "d")
-    stages = lambda: (IngestStage(videos=tmp_path / "videos"), SplitStage(), DedupStage())
-    for stage in stages():
-        run_stage(stage, ds, progress=False)
+    ingest_split_dedup(ds, tmp_path / "videos")
     shutil.copy(tmp_path / "whole.mp4", folder / "whole.mp4")
-    for stage in stages():
-        run_stage(stage, ds, progress=False)
+    ingest_split_dedup(ds, tmp_path / "videos")
     got = by_name(ds, "duplicates", "dup_group, other_groups")
     assert got["head.mp4"]["dup_group"] != got["tail.mp4"]["dup_group"]
     bridged = {got["whole.mp4"]["dup_group"], *got["whole.mp4"]["other_groups"]}

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from curation.scenes import DetectorConfig, SegmentPolicy, detect_cuts, merge_close_cuts, segments_from_cuts
@@ -84,13 +85,15 @@ def test_transnetv2_finds_the_known_cuts(tmp_path):
     assert det.n_frames == truth.n_frames
     assert len(det.cuts) == len(truth.cuts)
     assert all(abs(a - b) <= 2 for a, b in zip(det.cuts, truth.cuts)), (det.cuts, truth.cuts)
+    # the near-duplicate signature's samples: the same frames and colours as the PySceneDetect pass
+    pyscenedetect = detect_cuts(tmp_path / "t.mp4", DetectorConfig())
+    assert det.step == pyscenedetect.step == 12 and det.layouts.shape == pyscenedetect.layouts.shape == (24, 8, 8, 3)
+    assert np.abs(det.layouts.astype(int) - pyscenedetect.layouts).mean() < 2.0
 
 
 def test_spans_decoded_separately_give_the_whole_video_result(tmp_path):
     """A long video is split across workers in chunks: each chunk seeks, warms up, and the joined
     result equals one pass over the whole video."""
-    import numpy as np
-
     from curation.scenes import combine_spans, detect_span
     from synth.videos import render_video
 
