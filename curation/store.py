@@ -152,12 +152,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("form_ok", pa.bool_()),
             ("caption_ok", pa.bool_()),
             ("cycle_ok", pa.bool_()),
+            ("unique_ok", pa.bool_()),  # null in verdicts made before the uniqueness check
             ("reasons", pa.list_(pa.string())),
             ("span_s", pa.float64()),
             ("max_jump_per_s", pa.float64()),
             ("missing_words", pa.list_(pa.string())),
             ("cycle_answer", pa.string()),
             ("cycle_tiou", pa.float64()),
+            ("unique_answer", pa.string()),
+            ("unique_overlap", pa.float64()),
             ("thresholds", pa.string()),
             ("model_revision", pa.string()),
             ("decoding", pa.string()),
@@ -182,6 +185,43 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("split", pa.string()),
             ("n_text_tokens", pa.int64()),
             ("n_visual_tokens", pa.int64()),
+            ("source", pa.string()),  # where the answer comes from: ground_truth or model
+            ("model", pa.string()),  # the model that made the answer ("" for ground truth)
+            ("passed_gate", pa.bool_()),  # a model grounding record's verdict (null where no gate applies)
+            ("code_version", pa.string()),
+        ]
+    ),
+    # one row per finished round of the loop: teacher labels a pool, the gate filters, a student trains
+    "rounds": pa.schema(
+        [
+            ("round", pa.int64()),
+            ("teacher", pa.string()),
+            ("teacher_revision", pa.string()),
+            ("student", pa.string()),
+            ("student_revision", pa.string()),
+            ("student_init", pa.string()),  # the weights the student started from
+            ("mixture", pa.string()),
+            ("pool", pa.string()),  # the SQL filter over videos that chose the pool
+            ("pool_videos", pa.int64()),
+            ("records", pa.int64()),  # the teacher's grounding records over the pool
+            ("gate", pa.string()),  # on or off (every model record used)
+            ("gate_pass_rate", pa.float64()),
+            ("gate_check_rates", pa.string()),  # JSON: pass rate per check
+            ("gate_truth", pa.string()),  # JSON: the gate against hidden truth (null without truth)
+            ("mixture_samples", pa.int64()),
+            ("model_samples", pa.int64()),
+            ("truth_samples", pa.int64()),
+            ("grounding_miou", pa.float64()),
+            ("grounding_r05", pa.float64()),
+            ("dense_f1_05", pa.float64()),
+            ("needle_accuracy", pa.float64()),
+            ("eval", pa.string()),  # JSON: every score of the held-out evaluation
+            ("label_s", pa.float64()),
+            ("mix_s", pa.float64()),
+            ("train_s", pa.float64()),
+            ("eval_s", pa.float64()),
+            ("finished_at", pa.float64()),
+            ("config", pa.string()),
             ("code_version", pa.string()),
         ]
     ),
@@ -217,6 +257,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "grounding": ("record_id",),
     "verdicts": ("record_id", "model"),
     "samples": ("sample_id",),
+    "rounds": ("round",),
     "failures": ("stage", "item_id"),
     "finished": ("stage", "variant", "item_id"),
 }
@@ -305,7 +346,7 @@ class Dataset:
         d = self.table_dir(table)
         if (d / COMPACTION_JOURNAL).exists():
             self._finish_compaction(d)
-        return sorted(p for p in d.glob("*.parquet") if not p.name.startswith("."))
+        return sorted(p for p in d.glob("*.parquet") if not p.name.startswith(".") and p.name != EMPTY_PART)
 
     def compact(self, table: str) -> tuple[int, int]:
         """Rewrite a table's files as one file; returns (files before, files after).
@@ -428,11 +469,10 @@ class Dataset:
         import duckdb
 
         for table, schema in SCHEMAS.items():
+            # kept beside the data: every view has every column of today's schema, also over files
+            # written before a column was added
             placeholder = self.table_dir(table) / EMPTY_PART
-            data_files = [f for f in self.files(table) if f.name != EMPTY_PART]
-            if data_files:
-                placeholder.unlink(missing_ok=True)
-            elif not placeholder.exists():
+            if not placeholder.exists() or not pq.read_schema(placeholder).equals(schema):
                 _write_empty(schema, placeholder)
         tmp = self.root / f".catalog.duckdb.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
@@ -440,7 +480,8 @@ class Dataset:
         try:
             # explicit file lists: no glob, so '[', '*' or '?' in the dataset path mean nothing special
             for table in SCHEMAS:
-                files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in self.files(table))
+                paths = [*self.files(table), self.table_dir(table) / EMPTY_PART]
+                files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in paths)
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], union_by_name=true)")
             for view, query in VIEWS.items():
                 con.execute(f"CREATE VIEW {view} AS {query}")

@@ -43,6 +43,7 @@ class VideoRows:
     dense: str | None = None
     segments: list[dict] = field(default_factory=list)
     grounding: list[dict] = field(default_factory=list)
+    model: str = ""  # the model whose captions and dense caption these are
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Draft:
     answer: str
     span: FrameSpan | None = None
     segment_level: bool = False
+    source: str = "ground_truth"  # where the answer comes from: ground_truth or model
+    model: str = ""  # the model that made the answer ("" for ground truth)
+    passed_gate: bool | None = None  # a model grounding record's verdict; None where no gate applies
 
 
 Builder = Callable[[VideoRows], list[Draft]]
@@ -90,19 +94,31 @@ def segment_answer(seg: dict) -> str:
     return f"{render_span(seg['start_s'], seg['end_s'])} {seg['summary'].strip().rstrip('.')}. {seg['details']}"
 
 
+def made_by_model(model: str) -> dict:
+    """Draft fields of an answer written from a model's captions."""
+    return dict(source="model", model=model) if model else {}
+
+
+def record_origin(g: dict) -> dict:
+    """Draft fields of an answer taken from a grounding record: its source, its model, its verdict."""
+    if g.get("source", "ground_truth") == "ground_truth":
+        return {}
+    return dict(source=g["source"], model=g.get("model") or "", passed_gate=g.get("passed"))
+
+
 # --- builders ----------------------------------------------------------------------------------------------
 
 
 @task_builder("dense_caption")
 def dense_caption(rows: VideoRows) -> list[Draft]:
-    return [Draft("dense_caption", "all", DENSE_PROMPT, rows.dense)] if rows.dense else []
+    return [Draft("dense_caption", "all", DENSE_PROMPT, rows.dense, **made_by_model(rows.model))] if rows.dense else []
 
 
 @task_builder("segment_caption")
 def segment_caption(rows: VideoRows) -> list[Draft]:
     fps = rows.video["fps"]
     return [Draft("segment_caption", seg["segment_id"], SEGMENT_PROMPT, segment_answer(seg),
-                  FrameSpan(seg["start_frame"], seg["end_frame"], fps), segment_level=True)
+                  FrameSpan(seg["start_frame"], seg["end_frame"], fps), segment_level=True, **made_by_model(rows.model))
             for seg in rows.segments]
 
 
@@ -117,13 +133,13 @@ def _grounding_key(g: dict) -> str:
 @task_builder("temporal_grounding")
 def temporal_grounding(rows: VideoRows) -> list[Draft]:
     return [Draft("temporal_grounding", _grounding_key(g), GROUNDING_PROMPT.format(**g),
-                  grounding_answer(g["start_s"], g["end_s"])) for g in rows.grounding]
+                  grounding_answer(g["start_s"], g["end_s"]), **record_origin(g)) for g in rows.grounding]
 
 
 @task_builder("spatio_temporal_grounding")
 def spatio_temporal_grounding(rows: VideoRows) -> list[Draft]:
     return [Draft("spatio_temporal_grounding", _grounding_key(g), ST_GROUNDING_PROMPT.format(**g),
-                  st_grounding_answer(g["phrase"], g["start_s"], g["end_s"], g["boxes"]))
+                  st_grounding_answer(g["phrase"], g["start_s"], g["end_s"], g["boxes"]), **record_origin(g))
             for g in rows.grounding if g["boxes"]]
 
 
@@ -144,6 +160,10 @@ def messages_json(prompt: str, answer: str) -> str:
 
 
 def sample_id(draft: Draft, video: dict) -> str:
+    """Ground truth keyed by task, video and key; a model's answer also by its model, so each teacher's
+    samples of a video stand side by side."""
+    if draft.model:
+        return stable_id(draft.task, video["video_id"], draft.key, draft.model)
     return stable_id(draft.task, video["video_id"], draft.key)
 
 
@@ -156,7 +176,8 @@ def clip_sample(video: dict, draft: Draft, policy: FramePolicy, split: str | Non
         uri=video["uri"], clip_start_s=span.start_s, clip_end_s=span.end_s, clip_start_frame=span.start_frame,
         clip_end_frame=span.end_frame, video_n_frames=video["n_frames"], frame_indices=idx, fps=video["fps"],
         messages=messages_json(draft.prompt, draft.answer), domain=video["domain"],
-        split=split or assign_split(video["video_id"]), code_version=CODE_VERSION,
+        split=split or assign_split(video["video_id"]), source=draft.source, model=draft.model,
+        passed_gate=draft.passed_gate, code_version=CODE_VERSION,
     )
 
 
@@ -175,7 +196,9 @@ class TasksStage(Stage):
     is set); ``caption_model`` whose captions and dense captions the samples use, and whose verdicts admit
     the model's grounding records (ground-truth records need none); ``frames`` the frame budget of
     whole-video samples; ``segment_frames`` that of segment samples; ``tasks`` which builders run (empty: all
-    of them); ``batch_size`` videos per batch, whose inputs come in one query per table.
+    of them); ``batch_size`` videos per batch, whose inputs come in one query per table; ``include_rejected``
+    also turns the caption model's grounding records that the gate rejected (or never checked) into samples,
+    each with its verdict in ``passed_gate`` (the no-gate control of a round).
 
     A video is done for a choice of tasks once it has samples of one of them, unless grounding records that
     samples may use came in since (``done_ids``); ``tasks=("new_kind",)`` brings a new kind to videos built
@@ -189,6 +212,7 @@ class TasksStage(Stage):
     segment_frames: FramePolicy = field(default_factory=lambda: FramePolicy(max_frames=16))
     tasks: tuple[str, ...] = ()
     batch_size: int = 32
+    include_rejected: bool = False
     name = "tasks"
     inputs = ("videos", "segments", "captions", "dense_captions", "grounding", "verdicts")
     output = "samples"
@@ -225,23 +249,26 @@ class TasksStage(Stage):
         return f"{self.source_model}|{','.join(sorted(self.kinds))}"
 
     def done_ids(self, ds: Dataset) -> set[str]:
-        """Videos with samples of the chosen kinds, less those with more usable grounding records than
-        grounding samples (records imported or passed by `verify` since): those are built again, and only
-        their new samples are written."""
-        built = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task)", [list(self.kinds)])
+        """Videos with samples of the chosen kinds from this model (or from before samples named their model),
+        less those with more usable grounding records than grounding samples (records imported or passed by
+        `verify` since): those are built again, and only their new samples are written."""
+        built = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task) AND " + _MINE,
+                       [list(self.kinds), self.source_model])
         done = set(built.column("video_id").to_pylist())
         if "temporal_grounding" not in self.kinds:
             return done
+        where, params = usable(self.source_model, self.include_rejected)
         behind = ds.sql(
             f"SELECT g.video_id FROM {_GROUNDING} LEFT JOIN (SELECT video_id, count(*) AS n FROM samples "
-            "WHERE task = 'temporal_grounding' GROUP BY video_id) n ON n.video_id = g.video_id "
-            f"WHERE {_USABLE} GROUP BY g.video_id HAVING count(*) > any_value(coalesce(n.n, 0))", [self.source_model])
+            f"WHERE task = 'temporal_grounding' AND {_MINE} GROUP BY video_id) n ON n.video_id = g.video_id "
+            f"WHERE {where} GROUP BY g.video_id HAVING count(*) > any_value(coalesce(n.n, 0))",
+            [self.source_model, self.source_model, *params])
         return done - set(behind.column("video_id").to_pylist())
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
         stored = {k[0] for k in ds.keys("samples")}
         rows = []
-        for inputs in fetch_video_rows(ds, batch, self.source_model):
+        for inputs in fetch_video_rows(ds, batch, self.source_model, self.include_rejected):
             for name in self.kinds:
                 drafts = BUILDERS[name](inputs)
                 fresh = [d for d in drafts if sample_id(d, inputs.video) not in stored]
@@ -259,10 +286,19 @@ class TasksStage(Stage):
 
 # grounding records samples may use: ground truth, and model records whose verdict by the model is passed
 _GROUNDING = "grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND v.model = ?"
-_USABLE = "(g.source = 'ground_truth' OR (g.source = 'model' AND v.passed))"
+# samples of the model (params: the model), and samples built before samples named their model
+_MINE = "(source = 'ground_truth' OR model = ? OR model IS NULL)"
 
 
-def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoRows]:
+def usable(model: str, include_rejected: bool = False) -> tuple[str, list]:
+    """Grounding records that become samples, as SQL and its parameters: ground truth, and model records the
+    gate passed, or with ``include_rejected`` also every record of the caption model."""
+    if include_rejected:
+        return "(g.source = 'ground_truth' OR (g.source = 'model' AND (v.passed OR g.model = ?)))", [model]
+    return "(g.source = 'ground_truth' OR (g.source = 'model' AND v.passed))", []
+
+
+def fetch_video_rows(ds: Dataset, videos: list[dict], model: str, include_rejected: bool = False) -> list[VideoRows]:
     """The builders' inputs for a batch of videos: one query per table, grouped by video."""
     ids = [v["video_id"] for v in videos]
     dense = {r["video_id"]: r["rendered"] for r in ds.sql(
@@ -272,13 +308,13 @@ def fetch_video_rows(ds: Dataset, videos: list[dict], model: str) -> list[VideoR
         "SELECT c.video_id, s.start_frame, s.end_frame, s.segment_id, c.start_s, c.end_s, c.summary, c.details "
         "FROM captions c JOIN segments s USING (segment_id) WHERE c.model = ? AND list_contains(?, c.video_id) "
         "ORDER BY c.video_id, s.start_frame", [model, ids]).to_pylist())
-    # ground truth, and the model records whose verdict by this model is passed
+    where, params = usable(model, include_rejected)
     grounding = _grouped(ds.sql(
-        "SELECT g.video_id, g.record_id, g.source, g.model, g.phrase, g.action, g.start_s, g.end_s, g.boxes "
-        f"FROM {_GROUNDING} WHERE list_contains(?, g.video_id) AND {_USABLE} "
-        "ORDER BY g.video_id, g.start_s, g.phrase, g.record_id", [model, ids]).to_pylist())
-    return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []))
-            for v in videos]
+        "SELECT g.video_id, g.record_id, g.source, g.model, g.phrase, g.action, g.start_s, g.end_s, g.boxes, "
+        f"v.passed FROM {_GROUNDING} WHERE list_contains(?, g.video_id) AND {where} "
+        "ORDER BY g.video_id, g.start_s, g.phrase, g.record_id", [model, ids, *params]).to_pylist())
+    return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []),
+                      model=model) for v in videos]
 
 
 def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
