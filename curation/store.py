@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import CODE_VERSION
+from curation.atomic import atomic_path, atomic_write_text
 
 _ENTRY = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("summary", pa.string()), ("details", pa.string())])
 _BOX = pa.struct(
@@ -287,13 +288,13 @@ def stable_id(*parts: object, n: int = 16) -> str:
 
 
 def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 EMPTY_PART = "part-empty.parquet"
 COMPACTION_JOURNAL = "_compaction.json"
+COMPACTION_EPOCH = "_compaction.epoch"  # rewritten by every finished swap, so a reader can tell one ran
 
 
 COMPACTION_LOCK = ".compacting"
@@ -322,9 +323,15 @@ def _compaction_lock(d: Path):
 
 def _write_empty(schema: pa.Schema, path: Path) -> None:
     """A schema-only file with no row groups, so an empty table still has typed columns in DuckDB."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.ParquetWriter(tmp, schema).close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.ParquetWriter(tmp, schema).close()
+
+
+def _epoch(d: Path) -> str:
+    try:
+        return (d / COMPACTION_EPOCH).read_text()
+    except FileNotFoundError:
+        return ""
 
 
 class Dataset:
@@ -343,10 +350,16 @@ class Dataset:
         return d
 
     def files(self, table: str) -> list[Path]:
+        """The table's data files, never old and compacted ones together: a listing that overlapped a swap
+        (its journal there, or the epoch changed meanwhile) is taken again once the swap is finished."""
         d = self.table_dir(table)
-        if (d / COMPACTION_JOURNAL).exists():
-            self._finish_compaction(d)
-        return sorted(p for p in d.glob("*.parquet") if not p.name.startswith(".") and p.name != EMPTY_PART)
+        while True:
+            if (d / COMPACTION_JOURNAL).exists():
+                self._finish_compaction(d)
+            epoch = _epoch(d)
+            listed = sorted(p for p in d.glob("*.parquet") if not p.name.startswith(".") and p.name != EMPTY_PART)
+            if not (d / COMPACTION_JOURNAL).exists() and _epoch(d) == epoch:
+                return listed
 
     def compact(self, table: str) -> tuple[int, int]:
         """Rewrite a table's files as one file; returns (files before, files after).
@@ -370,11 +383,10 @@ class Dataset:
             return len(old), len(old)
         new = d / ("compact-" + stable_id(*(f.name for f in old)) + ".parquet")
         pending = d / f".{new.name}.pending"
-        atomic_write_parquet(self.read(table), pending)
+        # exactly the files the swap removes: one that another shard writes meanwhile stays beside it
+        atomic_write_parquet(pa.concat_tables([pq.read_table(f, schema=SCHEMAS[table]) for f in old]), pending)
         journal = {"new": new.name, "pending": pending.name, "old": [f.name for f in old]}
-        tmp = d / f".{COMPACTION_JOURNAL}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(journal))
-        os.replace(tmp, d / COMPACTION_JOURNAL)
+        atomic_write_text(d / COMPACTION_JOURNAL, json.dumps(journal))
         self._finish_compaction(d)
         return len(old), 1
 
@@ -394,6 +406,7 @@ class Dataset:
             for name in journal["old"]:
                 if name != journal["new"]:
                     (d / name).unlink(missing_ok=True)
+        atomic_write_text(d / COMPACTION_EPOCH, f"{time.time_ns()}-{os.getpid()}")  # before the journal goes
         journal_path.unlink(missing_ok=True)
 
     def write(self, table: str, rows: list[dict]) -> Path | None:
@@ -419,18 +432,28 @@ class Dataset:
         return path
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
-        files = [f for f in self.files(table)]
         schema = SCHEMAS[table]
-        if not files:
-            return schema.empty_table() if columns is None else schema.empty_table().select(columns)
-        tables = [pq.read_table(f, columns=columns, schema=schema) for f in files]
-        return pa.concat_tables(tables)
+        while True:
+            files = self.files(table)
+            if not files:
+                return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+            try:
+                return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files])
+            except FileNotFoundError:  # compacted away since listed: the merged file holds the same rows
+                continue
 
     def rows(self, table: str, columns: list[str] | None = None) -> list[dict]:
         return self.read(table, columns).to_pylist()
 
     def keys(self, table: str) -> set[tuple]:
         """Keys stored in a table; cached per file, so a long run reads each file's keys once."""
+        while True:
+            try:
+                return self._keys_once(table)
+            except FileNotFoundError:  # compacted away since listed
+                continue
+
+    def _keys_once(self, table: str) -> set[tuple]:
         cols = list(KEYS[table])
         out: set[tuple] = set()
         for f in self.files(table):
@@ -474,9 +497,11 @@ class Dataset:
             placeholder = self.table_dir(table) / EMPTY_PART
             if not placeholder.exists() or not pq.read_schema(placeholder).equals(schema):
                 _write_empty(schema, placeholder)
-        tmp = self.root / f".catalog.duckdb.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        con = duckdb.connect(str(tmp))
+        with atomic_path(self.catalog_path) as tmp:
+            self._write_catalog(duckdb.connect(str(tmp)))
+        return self.catalog_path
+
+    def _write_catalog(self, con) -> None:
         try:
             # explicit file lists: no glob, so '[', '*' or '?' in the dataset path mean nothing special
             for table in SCHEMAS:
@@ -489,8 +514,6 @@ class Dataset:
                         [str(self.root), self._signature(), time.time()])
         finally:
             con.close()
-        os.replace(tmp, self.catalog_path)
-        return self.catalog_path
 
     def connect(self, read_only: bool = True):
         """Open the catalog; rebuilt first when missing or when the dataset moved."""
