@@ -99,3 +99,7 @@ class Collector:
             self.parts.pop(vid, None)
             fail_item(self.stage, self.ds, self.stats, vid, error)
             self.bar.update(1)
+
+
+class WorkerDied(RuntimeError):
+    """The process running an item ended without an answer (killed, crashed in native code, or exited)."""
