@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from curation.executors.work import Collector, Work, WorkerDied, plan_work, run_work
+from curation.executors.work import Collector, Work, WorkerDied, died_message, plan_work, run_work
 from curation.stage import Stage, Stats, item_size, process_batch
 from curation.store import Dataset
 
@@ -46,13 +46,7 @@ def _isolate(stage: Stage, ds: Dataset, suspects: list[Work], collector: Collect
             if work.unit is None and len(work.items) > 1:
                 queue += [Work([it], size=item_size(it)) for it in reversed(work.items)]
             else:
-                collector.failed(work, WorkerDied(_died(stage, work)))
-
-
-def _died(stage: Stage, work: Work) -> str:
-    what = f"item {work.items[0]['item_id']}" + (f" (unit {work.index})" if work.unit is not None else "")
-    return (f"{stage.name}: the worker process died while running {what} (a crash in native code, the "
-            f"out-of-memory killer, or an exit); the other items went on")
+                collector.failed(work, WorkerDied(died_message(stage, work)))
 
 
 def _drain(stage: Stage, ds: Dataset, queue: list[Work], collector: Collector, workers: int) -> list[Work]:

@@ -3,7 +3,7 @@
 The driver lists the items, skips what is done, plans the work (batches, and the units of long items) and
 writes every result through the same write path as the local executor, to a dataset folder every node
 sees. Ray retries a task or restarts an actor whose worker died; work that still fails becomes failures
-rows. Actors stay up across model stages of one pipeline run (``shutdown_actors`` ends them), so a worker
+rows, and an actor dead for good is replaced, never given work again. Actors stay up across model stages of one pipeline run (``shutdown_actors`` ends them), so a worker
 loads its model, or vLLM engine, once for caption, ground and verify.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from curation.executors.work import Collector, plan_work, run_work
+from curation.executors.work import Collector, WorkerDied, died_message, plan_work, run_work
 from curation.stage import Stage, Stats
 from curation.store import Dataset
 
@@ -83,13 +83,18 @@ def _on_node(out):
     return out
 
 
-def _collect(ray, ref, work, collector: Collector) -> None:
+def _collect(ray, ref, work, collector: Collector) -> bool:
+    """The work's rows, or its failure; False when the worker that ran it died for good."""
     try:
         result, part_stats = ray.get(ref)
-    except Exception as e:  # retries spent: the worker kept dying, or a unit raised
+    except (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError):  # retries and restarts spent
+        collector.failed(work, WorkerDied(died_message(collector.stage, work)))
+        return False
+    except Exception as e:  # a unit raised
         collector.failed(work, _cause(e))
-        return
+        return True
     collector.done(work, result, part_stats)
+    return True
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -125,7 +130,7 @@ class StageWorker:
 
 
 def _run_actors(ray, stage: Stage, ds: Dataset, works, collector: Collector, opts) -> None:
-    actors = _pool(ray, stage, ds, len(works), opts)
+    pool_key, actors = _pool(ray, stage, ds, len(works), opts)
     key = (type(stage).__name__, repr(stage))
     stage_ref = ray.put(stage)
     queue = list(reversed(works))
@@ -138,8 +143,22 @@ def _run_actors(ray, stage: Stage, ds: Dataset, works, collector: Collector, opt
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
             actor, work = running.pop(ref)
-            free.append(actor)
-            _collect(ray, ref, work, collector)
+            if _collect(ray, ref, work, collector):
+                free.append(actor)
+                continue
+            _ACTORS[pool_key].remove(actor)  # dead: a later stage must not get it either
+            if queue:
+                free.append(_new_actor(ray, stage, ds, pool_key))
+                collector.stats.add("actors_replaced")
+
+
+def _new_actor(ray, stage: Stage, ds: Dataset, pool_key: tuple):
+    gpus = pool_key[2]
+    cls = ray.remote(StageWorker).options(num_cpus=stage.resources.cpus, num_gpus=gpus, memory=_memory(stage.resources),
+                                          max_restarts=RETRIES, max_task_retries=RETRIES)
+    actor = cls.remote(str(ds.root))
+    _ACTORS[pool_key].append(actor)
+    return actor
 
 
 def pool_size(stage: Stage, cluster: dict, n_works: int, min_actors: int, max_actors: int) -> int:
@@ -163,11 +182,9 @@ def _pool(ray, stage: Stage, ds: Dataset, n_works: int, opts) -> list:
     for other in [k for k in _ACTORS if k != key]:  # a different shape: free its resources first
         _kill(ray, _ACTORS.pop(other))
     actors = _ACTORS.setdefault(key, [])
-    cls = ray.remote(StageWorker).options(num_cpus=stage.resources.cpus, num_gpus=gpus, memory=_memory(stage.resources),
-                                          max_restarts=RETRIES, max_task_retries=RETRIES)
     while len(actors) < want:
-        actors.append(cls.remote(str(ds.root)))
-    return actors[:want]
+        _new_actor(ray, stage, ds, key)
+    return key, actors[:want]
 
 
 def shutdown_actors() -> None:

@@ -103,3 +103,11 @@ class Collector:
 
 class WorkerDied(RuntimeError):
     """The process running an item ended without an answer (killed, crashed in native code, or exited)."""
+
+
+def died_message(stage: Stage, work: Work) -> str:
+    what = f"item {work.items[0]['item_id']}" + (f" (unit {work.index})" if work.unit is not None else "")
+    if work.unit is None and len(work.items) > 1:
+        what = "items " + ", ".join(it["item_id"] for it in work.items)
+    return (f"{stage.name}: the worker process died while running {what} (a crash in native code, the "
+            f"out-of-memory killer, or an exit); the other items went on")
