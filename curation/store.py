@@ -236,6 +236,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("created_at", pa.float64()),
         ]
     ),
+    # failures whose item a later run of the same stage completed; the failures rows stay as history
+    "resolved": pa.schema([("stage", pa.string()), ("item_id", pa.string()), ("resolved_at", pa.float64())]),
     # items a stage completed without writing a row, so a rerun skips them (data tables hold data only)
     "finished": pa.schema(
         [
@@ -260,6 +262,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "samples": ("sample_id",),
     "rounds": ("round",),
     "failures": ("stage", "item_id"),
+    "resolved": ("stage", "item_id"),
     "finished": ("stage", "variant", "item_id"),
 }
 
@@ -280,6 +283,10 @@ SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, matched),
             CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason
 FROM ranked""",
 }
+# failures still to fix: those whose item no later run of their stage completed
+VIEWS["open_failures"] = """
+SELECT f.* FROM failures f
+WHERE NOT EXISTS (SELECT 1 FROM resolved r WHERE r.stage = f.stage AND r.item_id = f.item_id)"""
 
 
 def stable_id(*parts: object, n: int = 16) -> str:
@@ -472,6 +479,24 @@ class Dataset:
         # A retried item that fails again replaces nothing: failures keep the first message per key.
         self.write("failures", [row])
         return row
+
+    def open_failure_ids(self, stage: str) -> set[str]:
+        """Items of ``stage`` with a failure that no later run closed."""
+        closed = {k[1] for k in self.keys("resolved") if k[0] == stage}
+        return {k[1] for k in self.keys("failures") if k[0] == stage} - closed
+
+    def resolve(self, stage: str, item_ids) -> int:
+        """Close the open failures of ``stage`` among ``item_ids`` (items it has completed since); returns how
+        many it closed."""
+        fixed = sorted(self.open_failure_ids(stage) & set(item_ids))
+        now = time.time()
+        self.write("resolved", [dict(stage=stage, item_id=i, resolved_at=now) for i in fixed])
+        return len(fixed)
+
+    def open_failure_counts(self) -> dict[str, int]:
+        """Open failures per stage."""
+        rows = self.sql("SELECT stage, count(*) AS n FROM open_failures GROUP BY stage ORDER BY stage").to_pylist()
+        return {r["stage"]: r["n"] for r in rows}
 
     def finish(self, stage: str, variant: str, item_ids: list[str]) -> None:
         """Record items that a stage completed with nothing to write."""

@@ -135,11 +135,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_stages(args) -> int:
+    from curation.store import Dataset
     from densevid.summary import print_stage_summary
 
     cfg = config_from_args(PipelineConfig, args)
     results = run_pipeline(cfg, args.pipeline_stages, progress=not args.quiet)
-    print_stage_summary(results)
+    print_stage_summary(results, Dataset(cfg.data))
     return EXIT_SOME_FAILED if any(r.n_failed for r in results) else EXIT_OK
 
 

@@ -40,7 +40,7 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     cfg = PipelineConfig(data=data, videos=videos, model=str(model_dir), caption_frames=8, sample_frames=16,
                          batch_size=4, max_new_tokens=512, needle=True)
     results = run_pipeline(cfg, progress=progress)
-    print_stage_summary(results)
+    print_stage_summary(results, Dataset(data))
     console.rule("4/6 domain-balanced mixture")
     ds = Dataset(data)
     mixture = build_mixture(ds, load_mix_recipe("balanced"))

@@ -11,7 +11,8 @@ console = Console()
 _COLUMNS = {"rows_written", "finished_empty", "skipped_done", "failed"}
 
 
-def print_stage_summary(results) -> None:
+def print_stage_summary(results, ds=None) -> None:
+    """Each stage's counts of this run; with the dataset ``ds``, its open failures (of every run) after."""
     t = Table(title="stages", show_lines=False)
     for col in ("stage", "seconds", "written", "nothing to write", "skipped (done)", "failed", "why"):
         t.add_column(col)
@@ -26,6 +27,23 @@ def print_stage_summary(results) -> None:
             counts += f", nodes {len(r.nodes)}"
         if counts:
             console.print(f"  {r.stage}: {counts}", soft_wrap=True)
+    if ds is not None:
+        print_open_failures(ds)
+
+
+def print_open_failures(ds) -> None:
+    """Failures still to fix (the `open_failures` view); those a later run completed are counted apart."""
+    recorded = ds.read("failures", ["stage"]).num_rows
+    if not recorded:
+        return
+    counts = ds.open_failure_counts()
+    n_open = sum(counts.values())
+    by_stage = f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""
+    console.print(f"open failures: {n_open}{by_stage}; {recorded} recorded, {ds.read('resolved', ['stage']).num_rows} "
+                  "resolved by a later run", soft_wrap=True, markup=False)
+    if n_open:
+        console.print(f'  list them: densevid sql --data {ds.root} "SELECT stage, item_id, message FROM open_failures"',
+                      soft_wrap=True, markup=False)
 
 
 def print_arrow(table, max_rows: int = 50) -> None:

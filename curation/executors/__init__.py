@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from curation.stage import GroupedWriter, Stage, Stats, pending_items
+from curation.stage import GroupedWriter, Stage, Stats, done_items, pending_items
 from curation.store import Dataset
 
 EXECUTORS = ("local", "ray")
@@ -70,11 +70,21 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
             run_local(stage, ds, pending, stats, bar, writer, opts.workers)
     writer.flush()
     bar.close()
+    _close_failures(stage, ds, stats)
     if opts.compact_above:
-        for table in (stage.output, "finished", "failures"):
+        for table in (stage.output, "finished", "failures", "resolved"):
             if table and len(ds.files(table)) > opts.compact_above:
                 before, after = ds.compact(table)
                 stats.add(f"compacted_{table}_files", before - after)
     ds.refresh_catalog()
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _close_failures(stage: Stage, ds: Dataset, stats: Stats) -> None:
+    """Earlier failures of items this stage has completed since (in this run or another) are resolved."""
+    open_ids = ds.open_failure_ids(stage.name) - stats.failed_ids
+    if open_ids:
+        closed = ds.resolve(stage.name, open_ids & done_items(stage, ds))
+        if closed:
+            stats.add("resolved_failures", closed)
