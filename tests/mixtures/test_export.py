@@ -73,7 +73,6 @@ def mixture(tmp_path_factory) -> Path:
     write_two_colour_video(video)
     broken = root / "videos" / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
-    tg = messages_json(TG_PROMPT, "<6.5 - 9.0 seconds>")
     rows = [
         sample_row("s_tg", "temporal_grounding", "v_cut", video, *CLIP, TG_PROMPT, "<6.5 - 9.0 seconds>"),
         sample_row("s_tg", "temporal_grounding", "v_cut", video, *CLIP, TG_PROMPT, "<6.5 - 9.0 seconds>", repeat=1),
@@ -82,7 +81,9 @@ def mixture(tmp_path_factory) -> Path:
         sample_row("s_whole", "dense_caption", "v_cut", video, 0, N_FRAMES, "Describe this video.", DENSE),
         sample_row("s_outside", "temporal_grounding", "v_cut", video, 0, 96, TG_PROMPT, "<6.5 - 9.0 seconds>"),
     ]
-    assert json.loads(rows[0]["messages"]) == json.loads(tg)
+    assert json.loads(rows[0]["messages"]) == [  # the stored chat the export starts from
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": TG_PROMPT}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "<6.5 - 9.0 seconds>"}]}]
     return write_manifest(root / "mixtures" / "mix", rows)
 
 
@@ -305,6 +306,7 @@ def test_second_export_reuses_clips_and_writes_the_same_bytes(exported, mixture)
 
 def test_cli_exit_status_and_summary(mixture, tmp_path, capsys):
     from densevid import export_cli
+    from densevid.cli import main
     from densevid.exits import EXIT_SOME_FAILED, EXIT_USAGE
 
     ap = argparse.ArgumentParser(prog="densevid")
@@ -321,7 +323,11 @@ def test_cli_exit_status_and_summary(mixture, tmp_path, capsys):
     assert export_cli.dispatch(argparse.Namespace(cmd="train")) is None
     with pytest.raises(ValueError, match="unknown export format.*'parquet'.*choose from qwen, llamafactory, swift, hf"):
         export_cli.dispatch(ap.parse_args(["export", str(mixture), "--format", "qwen,parquet", "--out", "x"]))
-    assert EXIT_USAGE == 2  # what densevid's main makes of that ValueError
+    # densevid's main makes that a one-line message and the usage exit status, 2
+    assert main(["export", str(mixture), "--format", "qwen,parquet", "--out", str(tmp_path / "x")]) == EXIT_USAGE == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown export format(s) 'parquet'; choose from") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_manifest_without_repeat_column(mixture, tmp_path):
