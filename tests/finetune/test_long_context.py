@@ -127,7 +127,7 @@ def test_flex_attention_block_mask_gives_the_padded_loss_on_cpu_forward(rows, ti
 # --- config: the choice, the rejections, the presets ------------------------------------------------------
 
 
-def test_dense_masks_and_impossible_attention_are_rejected_with_the_fix(fake_mixture):
+def test_dense_masks_and_impossible_attention_are_rejected_with_the_fix(fake_mixture, monkeypatch):
     base = [f"mixture={fake_mixture}", "tensorboard=false"]
     with pytest.raises(ValueError) as e:
         load_config("s2-long", base + ["attn_implementation=sdpa", "max_dense_mask_gib=4"])
@@ -150,7 +150,10 @@ def test_dense_masks_and_impossible_attention_are_rejected_with_the_fix(fake_mix
     assert "no FlexAttention backward" in cfg.attention_problems(cuda=False)[0]
     assert cfg.attention_problems(cuda=True) == []
     assert attention.resolve("auto", cuda=False) == "sdpa_varlen"
-    assert attention.resolve("auto", cuda=True) in ("flash_attention_2", "flex_attention")
+    for flash, expected in ((True, "flash_attention_2"), (False, "flex_attention")):  # on a GPU, flash-attn first
+        monkeypatch.setattr(attention, "has_flash_attn", lambda flash=flash: flash)
+        assert attention.resolve("auto", cuda=True) == expected
+    monkeypatch.undo()
     kw = attention.model_kwarg("flash_attention_2")["attn_implementation"]
     assert kw == {"": "flash_attention_2", "text_config": "flash_attention_2", "vision_config": "flash_attention_2"}
 
