@@ -11,7 +11,8 @@ from curation.executors import run_stage
 from curation.stages import IngestStage
 from curation.store import Dataset
 from synth.imports import (Malformed, Problem, TOLERANCE_S, import_annotations, load_map, parse_activitynet,
-                           parse_charades_sta, parse_hcstvg, split_charades, split_sentence, xywh_to_grid)
+                           parse_charades_sta, parse_hcstvg, xywh_to_grid)
+from synth.sentences import split_charades, split_sentence
 from synth.tasks import BUILDERS, VideoRows
 from synth.videos import render_video
 
