@@ -148,9 +148,12 @@ def in_shard(item_id: str, shard: tuple[int, int] | None) -> bool:
     return int(stable_id("shard", item_id, n=8), 16) % shard[1] == shard[0]
 
 
-def pending_items(stage: Stage, ds: Dataset, stats: Stats, shard=None, max_items: int | None = None) -> list[dict]:
-    """The stage's items in this shard that are not done yet (counted as skipped_done)."""
-    todo = [it for it in stage.items(ds) if in_shard(it["item_id"], shard)]
+def pending_items(stage: Stage, ds: Dataset, stats: Stats, shard=None, max_items: int | None = None,
+                  videos: frozenset[str] | None = None) -> list[dict]:
+    """The stage's items in this shard (and of these videos, when given) that are not done yet (counted as
+    skipped_done)."""
+    todo = [it for it in stage.items(ds) if in_shard(it["item_id"], shard)
+            and (videos is None or it.get("video_id") in videos)]
     done = done_items(stage, ds)
     pending = [it for it in todo if it["item_id"] not in done]
     stats.add("skipped_done", len(todo) - len(pending))

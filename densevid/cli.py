@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from curation.video import VideoError
-from densevid import export_cli, mix_cli, report_cli, train_cli
+from densevid import export_cli, mix_cli, report_cli, round_cli, train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 from synth.imports import FORMATS as IMPORT_FORMATS
@@ -26,11 +26,12 @@ def _add_data(p, required=True):
 # --- config dataclass <-> flags ---------------------------------------------------------------------------
 
 
-def add_config_flags(p, cls, stages: tuple[str, ...], prefix: str = "") -> None:
+def add_config_flags(p, cls, stages: tuple[str, ...], prefix: str = "", exclude: tuple[str, ...] = ()) -> None:
     """One flag per field of ``cls`` used by any of ``stages`` (its metadata ``stages``; a nested config's
-    fields follow their parent); help, default, type and choices come from the field."""
+    fields follow their parent), less the ``exclude``d fields; help, default, type and choices come from the
+    field."""
     for f, typ in _config_fields(cls):
-        if not set(f.metadata.get("stages", stages)) & set(stages):
+        if not set(f.metadata.get("stages", stages)) & set(stages) or f.name in exclude:
             continue
         if dataclasses.is_dataclass(typ):
             add_config_flags(p, typ, stages, prefix + f.name + ".")
@@ -113,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     train_cli.add_parsers(sub)
     export_cli.add_parsers(sub)
     report_cli.add_parsers(sub)
+    round_cli.add_parsers(sub)
     ev = sub.add_parser("eval-grounding", help="score model grounding against ground truth")
     _add_data(ev)
     ev.add_argument("--model", default=None, help="only this model's records (default: every model)")
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stages(args)
         if args.cmd == "sql":
             return cmd_sql(args)
-        for commands in (mix_cli, train_cli, export_cli, report_cli):
+        for commands in (mix_cli, train_cli, export_cli, report_cli, round_cli):
             handled = commands.dispatch(args)
             if handled is not None:
                 return handled

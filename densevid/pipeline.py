@@ -4,7 +4,7 @@ config's fields."""
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from pathlib import Path
 
 from curation.domains import parse_rule
@@ -91,6 +91,9 @@ class PipelineConfig:
                              help="let the model rewrite each video's entries as one story (spans checked)")
     tasks: tuple[str, ...] = option((), stages=("tasks",), help=f"task kinds to build, of {', '.join(BUILDERS)} "
                                     "(default: all); a video with samples of one of them counts as done")
+    include_rejected: bool = option(False, stages=("tasks",),
+                                    help="also make samples of the model's grounding records the gate rejected "
+                                         "(each says so in passed_gate): the no-gate control")
     needle: bool = option(False, stages=("tasks",),
                           help="also write needle-in-a-haystack videos and their test samples (evaluation only)")
     needle_durations_s: tuple[float, ...] = option(NEEDLE_DURATIONS_S, stages=("tasks",), flag="--needle-durations",
@@ -183,19 +186,21 @@ def build_stage(name: str, cfg: PipelineConfig):
     if name == "tasks":
         frames = FramePolicy(max_frames=cfg.sample_frames)
         stages = [TasksStage(model_id=cfg.model, frames=frames, segment_frames=FramePolicy(max_frames=cfg.caption_frames),
-                             tasks=cfg.tasks)]
+                             tasks=cfg.tasks, include_rejected=cfg.include_rejected)]
         if cfg.needle and cfg.needle_durations_s and cfg.needle_depths:  # own frame budget, as `eval --needle`
             stages.append(NeedleStage(model_id=cfg.model, durations_s=cfg.needle_durations_s, depths=cfg.needle_depths))
         return stages
     raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
 
 
-def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress: bool = True) -> list[Stats]:
+def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress: bool = True,
+                 videos: frozenset[str] | None = None) -> list[Stats]:
+    """The stages in order; with ``videos``, only the items of those videos (a round's pool)."""
     problems = cfg.problems(stages)
     if problems:
         raise ValueError("bad configuration:\n  " + "\n  ".join(problems))
     ds = Dataset(cfg.data)
-    options = cfg.run_options()
+    options = replace(cfg.run_options(), videos=videos)
     results = []
     try:
         for name in (s for s in stages if s not in cfg.skip):

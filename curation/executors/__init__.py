@@ -24,7 +24,8 @@ class RunOptions:
     the cluster to join ("" starts or reuses a local one); ``min_actors`` / ``max_actors`` bound the pool of
     workers of a model stage (0: as many as the cluster's GPUs, or CPUs, hold); ``write_rows`` /
     ``write_every_s`` group finished batches into fewer files (0/0: a file per batch); ``compact_above``
-    compacts a table the stage wrote to one file once it has more files than this (0: never).
+    compacts a table the stage wrote to one file once it has more files than this (0: never); ``videos``
+    limits a stage to the items of these videos (a round's pool).
     """
 
     executor: str = "local"
@@ -36,6 +37,7 @@ class RunOptions:
     write_rows: int = 0
     write_every_s: float = 0.0
     compact_above: int = 64
+    videos: frozenset[str] | None = None
 
     def problems(self) -> list[str]:
         out = []
@@ -56,7 +58,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     opts = options or RunOptions(workers=workers, shard=shard)
     stats = Stats(stage.name)
     t0 = time.perf_counter()
-    pending = pending_items(stage, ds, stats, opts.shard, max_items)
+    pending = pending_items(stage, ds, stats, opts.shard, max_items, opts.videos)
     bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
     writer = GroupedWriter(stage, ds, stats, opts.write_rows, opts.write_every_s)
     if pending:
