@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -87,6 +88,50 @@ def render_time(t_s: float, style: str = "seconds") -> str:
 # How prompts tell the model the answer format, in the same words the renderers write.
 SPAN_HINT = "<start - end seconds>"
 TIME_HINT = "<t seconds>"
+
+
+# --- the answer pattern of a span (schema-constrained generation) ----------------------------------------
+
+MAX_DIGITS = 6  # integer digits of an answered time: up to 999999.9 s
+
+
+def _digits(n: int) -> str:
+    return "[0-9]" if n == 1 else f"[0-9]{{{n}}}"
+
+
+def _int_upto(n: int) -> str:
+    """Alternatives matching the integers 0..n written without leading zeros."""
+    s = str(n)
+    alts = ["0"] + [f"[1-9]{_digits(k - 1)}" if k > 1 else "[1-9]" for k in range(1, len(s))]
+    for i, c in enumerate(s):  # as long as n: the same first i digits, then a smaller one, then any
+        low = 1 if i == 0 else 0
+        if int(c) - 1 >= low:
+            rest = len(s) - i - 1
+            alts.append(s[:i] + f"[{low}-{int(c) - 1}]" + (_digits(rest) if rest else ""))
+    return "|".join(alts + ([s] if n else []))
+
+
+def time_pattern(max_s: float) -> str:
+    """A time as the renderers write it (one decimal, no leading zero) from 0.0 up to ``max_s`` rounded
+    down to a tenth, at most ``MAX_DIGITS`` integer digits."""
+    if max_s < 0:
+        raise ValueError(f"max_s {max_s} must be >= 0")
+    whole, tenth = divmod(min(int(max_s * 10 + 1e-6), 10 ** (MAX_DIGITS + 1) - 1), 10)
+    alts = [rf"({_int_upto(whole - 1)})\.[0-9]"] if whole else []
+    return "(" + "|".join(alts + [rf"{whole}\.[0-{tenth}]"]) + ")"
+
+
+def span_pattern(max_s: float) -> str:
+    """``<a - b seconds>`` as render_span writes it (style "seconds"), both times in [0, max_s]: the answer
+    stays short and on the clock of the frames it is asked over."""
+    number = time_pattern(max_s)
+    return rf"^<{number} - {number} seconds>$"
+
+
+def answer_tokens() -> int:
+    """New tokens enough for the longest answer ``span_pattern`` allows, quotes and end token included
+    (every token is at least one character)."""
+    return len(json.dumps(f"<{'9' * MAX_DIGITS}.9 - {'9' * MAX_DIGITS}.9 seconds>")) + 1
 
 
 def _check_style(style: str) -> None:

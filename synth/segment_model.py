@@ -106,8 +106,12 @@ class SegmentModelStage(Stage):
     def schema(self, seg: dict) -> dict:
         raise NotImplementedError
 
+    def frame_policy(self, seg: dict) -> FramePolicy:
+        """The frame budget this item is asked over (a stage may ask some items over more frames)."""
+        return self.frames
+
     def visual_tokens(self, seg: dict) -> int:
-        n = len(sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames))
+        n = len(sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frame_policy(seg)))
         return visual_tokens(self.processor, n, seg["height"], seg["width"])
 
     @property
@@ -175,8 +179,9 @@ class SegmentModelStage(Stage):
             raise InvalidOutput(f"{where}: {e}", out.text) from e
 
     def _prepare(self, seg: dict) -> dict:
-        idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], self.frames)
-        frames = fit_pixels(read_frames(seg["uri"], idx), self.frames.max_pixels)
+        policy = self.frame_policy(seg)
+        idx = sample_indices(seg["start_frame"], seg["end_frame"], seg["fps"], policy)
+        frames = fit_pixels(read_frames(seg["uri"], idx), policy.max_pixels)
         md = video_metadata(idx, seg["fps"], seg["n_frames"], seg["width"], seg["height"])
         return dict(indices=idx, frames=frames, metadata=md, conversation=[user_video_message(self.question(seg))],
                     seg=seg)

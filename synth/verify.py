@@ -17,26 +17,34 @@ The checks, each a pure function on values:
 - cycle: the model is asked the samples' own temporal-grounding question (``synth.tasks.GROUNDING_PROMPT``)
   over the segment's frames, its answer constrained to ``<a - b seconds>``; the answered span must reach
   ``min_cycle_tiou`` temporal IoU with the record's.
+- unique: the same question over frames of the whole video (``unique_frames`` of them), the answer constrained
+  to ``<a - b seconds>`` inside the video's duration; ``unique_overlap`` is the share of the answered span
+  that lies inside the record's span, |answer ∩ record| / |answer| (0 for an empty or reversed answer), and
+  must reach ``min_unique_overlap``. A phrase that also fits another moment of the video draws the answer
+  there, or over both, and fails.
+
+Verdicts written before the uniqueness check have null ``unique_ok``, ``unique_overlap`` and ``unique_answer``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from curation import CODE_VERSION
+from curation.frames import FramePolicy
 from curation.stage import Stats
 from curation.store import Dataset
-from curation.times import parse_span
+from curation.times import answer_tokens, parse_span, span_pattern
 from synth.captions import DETAIL_FIELDS
 from synth.metrics import box_iou, temporal_iou
 from synth.segment_model import SegmentModelStage
 from synth.tasks import GROUNDING_PROMPT
 
-CHECKS = ("form", "caption", "cycle")
+CHECKS = ("form", "caption", "cycle", "unique")
 EPS = 1e-6  # seconds; spans and box times at the boundary count as inside
-MAX_DIGITS = 6  # integer digits of an answered time: up to 999999.9 s
+WHOLE_VIDEO = "video"  # the scope of the uniqueness question
 
 STOP_WORDS = frozenset("""
 a an the this that these those some any each every other another one two both all
@@ -58,6 +66,10 @@ class GateConfig:
                 "in 0..1000 grid units per second"})
     min_cycle_tiou: float = field(default=0.5, metadata={
         "help": "gate: temporal IoU the model's own answer to the record's question must reach"})
+    unique_frames: int = field(default=32, metadata={
+        "help": "gate: frames of the whole video the uniqueness question is asked over (even)"})
+    min_unique_overlap: float = field(default=0.5, metadata={
+        "help": "gate: share of the model's answer over the whole video that must lie inside the record's span"})
 
     def problems(self) -> list[str]:
         out = []
@@ -69,6 +81,10 @@ class GateConfig:
             out.append(f"--max-jump-per-s {self.max_jump_per_s} must be > 0")
         if not 0 <= self.min_cycle_tiou <= 1:
             out.append(f"--min-cycle-tiou {self.min_cycle_tiou} must be in [0, 1]")
+        if self.unique_frames < 2 or self.unique_frames % 2:
+            out.append(f"--unique-frames {self.unique_frames} must be even and >= 2")
+        if not 0 <= self.min_unique_overlap <= 1:
+            out.append(f"--min-unique-overlap {self.min_unique_overlap} must be in [0, 1]")
         return out
 
     def as_json(self) -> str:
@@ -177,23 +193,27 @@ def cycle_question(phrase: str, action: str) -> str:
     return GROUNDING_PROMPT.format(phrase=phrase, action=action)
 
 
-def span_pattern(max_s: float) -> str:
-    """A span as curation.times.render_span writes it (style "seconds"), with no more integer digits than
-    ``max_s`` has, so the answer stays short and near the video's clock."""
-    digits = min(MAX_DIGITS, len(str(int(max_s))))
-    number = rf"(0|[1-9][0-9]{{0,{digits - 1}}})\.[0-9]"  # no leading zero, one decimal: as rendered
-    return rf"^<{number} - {number} seconds>$"
-
-
-def answer_tokens() -> int:
-    """New tokens enough for the longest answer ``span_pattern`` allows, quotes and end token included
-    (every token is at least one character)."""
-    return len(json.dumps(f"<{'9' * MAX_DIGITS}.9 - {'9' * MAX_DIGITS}.9 seconds>")) + 1
-
-
 def cycle_problems(tiou: float, gate: GateConfig) -> list[str]:
     if tiou < gate.min_cycle_tiou:
         return [f"cycle: the model's own answer overlaps the span with tIoU {tiou:.2f} < {gate.min_cycle_tiou:g}"]
+    return []
+
+
+# --- uniqueness -------------------------------------------------------------------------------------------------
+
+
+def share_inside(answer: tuple[float, float] | None, span: tuple[float, float]) -> float:
+    """The share of the answered span that lies inside ``span``; 0 for no answer or an empty one."""
+    if answer is None or answer[1] <= answer[0]:
+        return 0.0
+    inside = max(0.0, min(answer[1], span[1]) - max(answer[0], span[0]))
+    return inside / (answer[1] - answer[0])
+
+
+def unique_problems(overlap: float, gate: GateConfig) -> list[str]:
+    if overlap < gate.min_unique_overlap:
+        return [f"unique: asked over the whole video, the model answers a span only {overlap:.2f} of which lies "
+                f"inside the record's (< {gate.min_unique_overlap:g})"]
     return []
 
 
@@ -201,16 +221,18 @@ def cycle_problems(tiou: float, gate: GateConfig) -> list[str]:
 
 
 def judge(rec: dict, segment: tuple[float, float], fps: float, caption: str | None,
-          answer: tuple[float, float] | None, gate: GateConfig) -> dict:
-    """All checks on one record: a boolean per check, the measured values and every reason, in one dict."""
-    tiou = temporal_iou(answer, (rec["start_s"], rec["end_s"]))
+          answer: tuple[float, float] | None, video_answer: tuple[float, float] | None, gate: GateConfig) -> dict:
+    """All checks on one record: a boolean per check, the measured values and every reason, in one dict.
+    ``answer`` is the model's answer over the segment, ``video_answer`` over the whole video."""
+    span = (rec["start_s"], rec["end_s"])
+    tiou, overlap = temporal_iou(answer, span), share_inside(video_answer, span)
     found = {"form": form_problems(rec, segment, fps, gate), "caption": caption_problems(rec["phrase"], caption),
-             "cycle": cycle_problems(tiou, gate)}
+             "cycle": cycle_problems(tiou, gate), "unique": unique_problems(overlap, gate)}
     return dict(
         {f"{c}_ok": not found[c] for c in CHECKS}, passed=not any(found.values()),
         reasons=[r for c in CHECKS for r in found[c]], span_s=rec["end_s"] - rec["start_s"],
         max_jump_per_s=max(jumps_per_s(rec["boxes"]), default=0.0),
-        missing_words=missing_words(rec["phrase"], caption or ""), cycle_tiou=tiou,
+        missing_words=missing_words(rec["phrase"], caption or ""), cycle_tiou=tiou, unique_overlap=overlap,
     )
 
 
@@ -226,10 +248,12 @@ def count_verdicts(rows: list[dict], stats: Stats) -> None:
 class VerifyStage(SegmentModelStage):
     """A verdict for each of the model's grounding records (``source = 'model'``, made by ``model_id``).
 
-    Fields: ``gate`` the thresholds; ``model_id`` the model whose records are checked and that answers the
-    cycle question; ``frames`` the frame budget of the segment it is asked over; ``decoding``,
-    ``max_retries``, ``batch_size``, ``max_batch_visual_tokens`` and ``backend`` as in SegmentModelStage.
-    One item per record (item_id = record_id); every item writes one verdict.
+    Fields: ``gate`` the thresholds and the uniqueness question's frame budget; ``model_id`` the model whose
+    records are checked and that answers the questions; ``frames`` the frame budget of the segment the cycle
+    question is asked over; ``decoding``, ``max_retries``, ``batch_size``, ``max_batch_visual_tokens`` and
+    ``backend`` as in SegmentModelStage. One item per record (item_id = record_id), asked twice: over its
+    segment (cycle) and over the whole video (unique), one generate call each per batch; every item writes
+    one verdict.
     """
 
     gate: GateConfig = field(default_factory=GateConfig)
@@ -251,7 +275,7 @@ class VerifyStage(SegmentModelStage):
         rows = ds.sql(
             "SELECT g.record_id, g.video_id, g.segment_id, g.phrase, g.action, g.start_s, g.end_s, g.boxes, "
             "s.start_s AS segment_start_s, s.end_s AS segment_end_s, s.start_frame, s.end_frame, "
-            "v.uri, v.fps, v.n_frames, v.width, v.height, c.summaries, c.detail_texts "
+            "v.uri, v.fps, v.n_frames, v.duration_s, v.width, v.height, c.summaries, c.detail_texts "
             "FROM grounding g JOIN segments s ON s.segment_id = g.segment_id "
             "JOIN videos v ON v.video_id = g.video_id "
             "LEFT JOIN (SELECT segment_id, model, list(summary) AS summaries, list(details) AS detail_texts "
@@ -263,26 +287,57 @@ class VerifyStage(SegmentModelStage):
     def done_ids(self, ds: Dataset) -> set[str]:
         return {k[0] for k in ds.keys("verdicts") if k[1] == self.model_name}
 
+    def whole_video(self, item: dict) -> dict:
+        """The record's question asked over the whole video (the uniqueness check)."""
+        return dict(item, scope=WHOLE_VIDEO, start_frame=0, end_frame=item["n_frames"])
+
+    def frame_policy(self, item: dict) -> FramePolicy:
+        if item.get("scope") == WHOLE_VIDEO:
+            return replace(self.frames, max_frames=self.gate.unique_frames)
+        return self.frames
+
+    def visual_tokens(self, item: dict) -> int:
+        """A record's batch cost counts both of its questions."""
+        if item.get("scope") == WHOLE_VIDEO:
+            return super().visual_tokens(item)
+        return super().visual_tokens(item) + super().visual_tokens(self.whole_video(item))
+
     def schema(self, item: dict) -> dict:
-        return {"type": "string", "pattern": span_pattern(item["segment_end_s"])}
+        end_s = item["duration_s"] if item.get("scope") == WHOLE_VIDEO else item["segment_end_s"]
+        return {"type": "string", "pattern": span_pattern(end_s)}
 
     def question(self, item: dict) -> str:
         return cycle_question(item["phrase"], item["action"])
 
     def to_rows(self, item: dict, parsed, raw: str, frames_used: list[int]) -> list[dict]:
+        """One answer (not yet a verdict): ``process`` joins a record's two answers."""
         answer = parse_span(parsed) if isinstance(parsed, str) else None
         if answer is None:
             raise ValueError(f"record {item['record_id']}: answer {raw!r} is not a span <a - b seconds>")
-        segment = (item["segment_start_s"], item["segment_end_s"])
-        verdict = judge(item, segment, item["fps"], item["caption"], answer, self.gate)
-        return [dict(verdict, record_id=item["record_id"], model=self.model_name, video_id=item["video_id"],
-                     segment_id=item["segment_id"], cycle_answer=parsed, thresholds=self.gate.as_json(),
-                     model_revision=self.lm.revision, decoding=self.decoding.as_json(), code_version=CODE_VERSION)]
+        return [dict(record_id=item["record_id"], answer=parsed, span=answer)]
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
-        rows = super().process(batch, ds, stats)
+        cycle = self._answers(batch, ds, stats)
+        again = Stats(self.name)
+        unique = self._answers([self.whole_video(i) for i in batch if i["record_id"] in cycle], ds, again)
+        again.counts.pop("items", None)  # the same records, asked a second question
+        stats.merge(again)
+        rows = [self.verdict(i, cycle[i["record_id"]], unique[i["record_id"]]) for i in batch
+                if i["record_id"] in unique]
         count_verdicts(rows, stats)
         return rows
+
+    def _answers(self, asks: list[dict], ds: Dataset, stats: Stats) -> dict[str, dict]:
+        """Each record's answer; a record whose question failed is a failures row and has none."""
+        return {r["record_id"]: r for r in super().process(asks, ds, stats)}
+
+    def verdict(self, item: dict, cycle: dict, unique: dict) -> dict:
+        segment = (item["segment_start_s"], item["segment_end_s"])
+        verdict = judge(item, segment, item["fps"], item["caption"], cycle["span"], unique["span"], self.gate)
+        return dict(verdict, record_id=item["record_id"], model=self.model_name, video_id=item["video_id"],
+                    segment_id=item["segment_id"], cycle_answer=cycle["answer"], unique_answer=unique["answer"],
+                    thresholds=self.gate.as_json(), model_revision=self.lm.revision,
+                    decoding=self.decoding.as_json(), code_version=CODE_VERSION)
 
 
 def _caption(row: dict) -> str | None:

@@ -10,12 +10,12 @@ import pytest
 from curation.frames import FramePolicy
 from curation.executors import run_stage
 from curation.store import Dataset
-from curation.times import parse_span, render_span
+from curation.times import answer_tokens, parse_span, render_span, span_pattern
 from synth.metrics import temporal_iou
-from synth.tasks import BUILDERS, GROUNDING_PROMPT, TasksStage, VideoRows
-from synth.verify import (STOP_WORDS, GateConfig, VerifyStage, answer_tokens, box_problems, caption_problems,
-                          caption_text, content_words, cycle_problems, cycle_question, judge, span_pattern,
-                          span_problems, track_problems)
+from synth.tasks import BUILDERS, TasksStage, VideoRows
+from synth.verify import (STOP_WORDS, GateConfig, VerifyStage, box_problems, caption_problems, caption_text,
+                          content_words, cycle_problems, cycle_question, judge, share_inside, span_problems,
+                          track_problems, unique_problems)
 
 GATE = GateConfig()
 FPS = 24.0
@@ -90,27 +90,57 @@ def test_the_cycle_answer_must_reach_the_tiou_threshold():
     assert cycle_problems(0.5, GATE) == []
     assert cycle_problems(0.49, GATE) == ["cycle: the model's own answer overlaps the span with tIoU 0.49 < 0.5"]
     rec = _record(start_s=2.0, end_s=6.0)
-    assert judge(rec, SEGMENT, FPS, "red square", (2.0, 4.0), GATE)["cycle_ok"]  # tIoU 0.5
-    assert not judge(rec, SEGMENT, FPS, "red square", (2.0, 3.96), GATE)["cycle_ok"]  # tIoU 0.49
+    assert judge(rec, SEGMENT, FPS, "red square", (2.0, 4.0), (2.0, 6.0), GATE)["cycle_ok"]  # tIoU 0.5
+    assert not judge(rec, SEGMENT, FPS, "red square", (2.0, 3.96), (2.0, 6.0), GATE)["cycle_ok"]  # tIoU 0.49
+
+
+def test_a_phrase_the_whole_video_places_elsewhere_fails_uniqueness():
+    rec = _record(start_s=2.0, end_s=6.0)
+    inside = judge(rec, SEGMENT, FPS, "red square", (2.0, 6.0), (3.0, 5.5), GATE)
+    assert (inside["unique_ok"], inside["unique_overlap"], inside["passed"]) == (True, 1.0, True)
+    elsewhere = judge(rec, SEGMENT, FPS, "red square", (2.0, 6.0), (11.0, 14.0), GATE)
+    assert (elsewhere["unique_ok"], elsewhere["unique_overlap"], elsewhere["passed"]) == (False, 0.0, False)
+    assert elsewhere["reasons"] == ["unique: asked over the whole video, the model answers a span only 0.00 of "
+                                    "which lies inside the record's (< 0.5)"]
+    over_both = judge(rec, SEGMENT, FPS, "red square", (2.0, 6.0), (2.0, 14.0), GATE)
+    assert not over_both["unique_ok"] and over_both["unique_overlap"] == pytest.approx(4 / 12)
+    assert judge(rec, SEGMENT, FPS, "red square", (2.0, 6.0), (4.0, 8.0), GATE)["unique_ok"]  # half inside
+    assert not judge(rec, SEGMENT, FPS, "red square", (2.0, 6.0), (4.1, 8.0), GATE)["unique_ok"]
+    assert share_inside(None, (2.0, 6.0)) == share_inside((5.0, 5.0), (2.0, 6.0)) == share_inside(
+        (6.0, 3.0), (2.0, 6.0)) == 0.0
+    assert unique_problems(0.8, GateConfig(min_unique_overlap=0.9)) == [
+        "unique: asked over the whole video, the model answers a span only 0.80 of which lies inside the record's "
+        "(< 0.9)"]
 
 
 def test_a_verdict_passes_only_when_every_check_holds():
-    good = judge(_record(), SEGMENT, FPS, "a red square", (2.0, 6.0), GATE)
-    assert good == dict(form_ok=True, caption_ok=True, cycle_ok=True, passed=True, reasons=[], span_s=4.0,
-                        max_jump_per_s=0.0, missing_words=[], cycle_tiou=1.0)
-    bad = judge(_record(end_s=2.4, boxes=[_box(2.0, 0), _box(2.2, 800)]), SEGMENT, FPS, "a blue square", None, GATE)
-    assert (bad["form_ok"], bad["caption_ok"], bad["cycle_ok"], bad["passed"]) == (False, False, False, False)
-    assert [r.split(":")[0] for r in bad["reasons"]] == ["form", "form", "caption", "cycle"]
+    good = judge(_record(), SEGMENT, FPS, "a red square", (2.0, 6.0), (2.5, 6.0), GATE)
+    assert good == dict(form_ok=True, caption_ok=True, cycle_ok=True, unique_ok=True, passed=True, reasons=[],
+                        span_s=4.0, max_jump_per_s=0.0, missing_words=[], cycle_tiou=1.0, unique_overlap=1.0)
+    bad = judge(_record(end_s=2.4, boxes=[_box(2.0, 0), _box(2.2, 800)]), SEGMENT, FPS, "a blue square", None,
+                None, GATE)
+    assert (bad["form_ok"], bad["caption_ok"], bad["cycle_ok"], bad["unique_ok"], bad["passed"]) == (
+        False, False, False, False, False)
+    assert [r.split(":")[0] for r in bad["reasons"]] == ["form", "form", "caption", "cycle", "unique"]
     assert bad["missing_words"] == ["red"] and bad["max_jump_per_s"] == pytest.approx(4000.0)
 
 
 def test_the_question_is_the_samples_and_the_answer_is_their_time_text():
-    assert cycle_question("the red square", "move up") == GROUNDING_PROMPT.format(phrase="the red square",
-                                                                                  action="move up")
+    assert cycle_question("the red square", "move up") == (
+        "When does the red square move up? Answer with the time span as <start - end seconds>.")
     pattern = span_pattern(42.0)
     assert re.fullmatch(pattern, render_span(0.0, 42.0)) and re.fullmatch(pattern, render_span(3.25, 17.5))
+    assert re.fullmatch(pattern, render_span(9.9, 41.9))
     assert not re.fullmatch(pattern, render_span(3.0, 142.0)) and not re.fullmatch(pattern, "<03.0 - 5.0 seconds>")
+    assert not re.fullmatch(pattern, render_span(3.0, 42.1)) and not re.fullmatch(pattern, render_span(43.0, 43.5))
+    assert not re.fullmatch(pattern, "<3.0 - 5.00 seconds>") and not re.fullmatch(pattern, "<3 - 5.0 seconds>")
+    tight = span_pattern(8.958)  # a segment ending between rendered tenths: up to 8.9
+    assert re.fullmatch(tight, "<0.0 - 8.9 seconds>") and not re.fullmatch(tight, "<0.0 - 9.0 seconds>")
+    assert re.fullmatch(span_pattern(0.0), "<0.0 - 0.0 seconds>") and not re.fullmatch(span_pattern(0.0),
+                                                                                         "<0.0 - 0.1 seconds>")
     assert len(json.dumps(render_span(999999.9, 999999.9))) < answer_tokens()
+    with pytest.raises(ValueError, match="max_s -1 must be >= 0"):
+        span_pattern(-1)
 
 
 def test_a_model_record_and_a_true_record_with_the_same_phrase_are_two_samples():
@@ -122,20 +152,26 @@ def test_a_model_record_and_a_true_record_with_the_same_phrase_are_two_samples()
 
 
 def test_gate_flags_and_opt_in_needles(capsys):
-    from densevid.cli import main
+    from densevid.cli import config_from_args, main, parser
     from densevid.pipeline import PipelineConfig, build_stage
 
     with pytest.raises(SystemExit):
         main(["verify", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--min-span-s", "--min-span-frames", "--max-jump-per-s", "--min-cycle-tiou", "--model",
-                 "--batch-size", "--backend"):
+    for flag in ("--min-span-s", "--min-span-frames", "--max-jump-per-s", "--min-cycle-tiou", "--unique-frames",
+                 "--min-unique-overlap", "--model", "--batch-size", "--backend"):
         assert flag in text, flag
     assert "--needle" not in text
     assert [s.name for s in build_stage("tasks", PipelineConfig(data="d"))] == ["tasks"]
     assert [s.name for s in build_stage("tasks", PipelineConfig(data="d", needle=True))] == ["tasks", "needle"]
-    problems = PipelineConfig(data="d", gate=GateConfig(min_cycle_tiou=1.5, max_jump_per_s=0)).problems(("verify",))
+    gate = GateConfig(min_cycle_tiou=1.5, max_jump_per_s=0, unique_frames=7, min_unique_overlap=-0.1)
+    problems = PipelineConfig(data="d", gate=gate).problems(("verify",))
     assert "--min-cycle-tiou 1.5 must be in [0, 1]" in problems and "--max-jump-per-s 0 must be > 0" in problems
+    assert "--unique-frames 7 must be even and >= 2" in problems
+    assert "--min-unique-overlap -0.1 must be in [0, 1]" in problems
+    args = parser().parse_args(["verify", "--data", "d", "--unique-frames", "12", "--min-unique-overlap", "0.75"])
+    (stage,) = build_stage("verify", config_from_args(PipelineConfig, args))
+    assert (stage.gate.unique_frames, stage.gate.min_unique_overlap) == (12, 0.75)
 
 
 # --- the stage on the built dataset ----------------------------------------------------------------------------
@@ -147,7 +183,7 @@ def _copy(built_dataset, tmp_path):
 
 
 def _captioned_segment(ds: Dataset) -> dict:
-    return ds.sql("SELECT s.*, v.fps, c.summary, c.details FROM segments s JOIN captions c USING (segment_id) "
+    return ds.sql("SELECT s.*, v.fps, v.duration_s, v.n_frames, c.summary, c.details FROM segments s JOIN captions c USING (segment_id) "
                   "JOIN videos v ON v.video_id = s.video_id ORDER BY s.video_id, s.idx LIMIT 1").to_pylist()[0]
 
 
@@ -188,7 +224,8 @@ def test_every_model_record_gets_one_verdict_counted_in_stats_and_sql(built_data
 
     verdicts = {v["record_id"]: v for v in ds.rows("verdicts")}
     assert stats.n_failed == 0 and len(verdicts) == n_model == stats.counts["rows_written"]
-    assert all(v["passed"] == (v["form_ok"] and v["caption_ok"] and v["cycle_ok"]) for v in verdicts.values())
+    assert all(v["passed"] == (v["form_ok"] and v["caption_ok"] and v["cycle_ok"] and v["unique_ok"])
+               for v in verdicts.values())
     assert all(bool(v["reasons"]) == (not v["passed"]) for v in verdicts.values())
     expected = {"agrees": (True, True), "short": (False, True), "stranger": (True, False), "jumpy": (False, True),
                 "late_box": (False, True)}
@@ -201,22 +238,44 @@ def test_every_model_record_gets_one_verdict_counted_in_stats_and_sql(built_data
         record = next(g for g in grounding_before if g["record_id"] == v["record_id"])
         assert v["cycle_tiou"] == pytest.approx(temporal_iou(answer, (record["start_s"], record["end_s"])))
         assert v["cycle_ok"] == (v["cycle_tiou"] >= 0.5) and json.loads(v["thresholds"])["min_cycle_tiou"] == 0.5
+        whole = parse_span(v["unique_answer"])  # asked over the whole video: any time of it may be answered
+        assert whole is not None and v["unique_answer"] == render_span(*whole) and whole[1] <= seg["duration_s"]
+        assert v["unique_overlap"] == pytest.approx(share_inside(whole, (record["start_s"], record["end_s"])))
+        assert v["unique_ok"] == (v["unique_overlap"] >= 0.5) and json.loads(v["thresholds"])["unique_frames"] == 32
     sql = ds.sql("SELECT count(*) FILTER (passed) AS passed, count(*) FILTER (NOT form_ok) AS failed_form, "
-                 "count(*) FILTER (NOT caption_ok) AS failed_caption, count(*) FILTER (NOT cycle_ok) AS failed_cycle "
-                 "FROM verdicts").to_pylist()[0]
+                 "count(*) FILTER (NOT caption_ok) AS failed_caption, count(*) FILTER (NOT cycle_ok) AS failed_cycle, "
+                 "count(*) FILTER (NOT unique_ok) AS failed_unique FROM verdicts").to_pylist()[0]
     assert sql == {k: stats.counts[k] for k in sql}
     assert ds.sql("SELECT * FROM grounding ORDER BY record_id").to_pylist() == grounding_before  # rejected stay
+
+    assert stats.counts["items"] == n_model  # each record counted once, though asked twice
 
     again = run_stage(stage, ds, progress=False)
     assert again.counts["rows_written"] == 0 and again.counts["skipped_done"] == n_model
 
 
+def test_the_uniqueness_question_sees_the_whole_video_within_its_own_budget(built_dataset, tmp_path):
+    cfg, ds = _copy(built_dataset, tmp_path)
+    stage = VerifyStage(model_id=cfg.model, frames=FramePolicy(max_frames=4), gate=GateConfig(unique_frames=10))
+    seg = _captioned_segment(ds)
+    ds.write("grounding", [_model_record(stage, seg, "r", "the x", seg["start_s"], seg["end_s"], [])])
+    (item,) = [i for i in stage.items(ds) if i["record_id"] == "r"]
+    stage.setup(ds)
+    near = stage._prepare(item)["indices"]
+    whole = stage._prepare(stage.whole_video(item))["indices"]
+    assert len(near) == 4 and all(seg["start_frame"] <= i < seg["end_frame"] for i in near)
+    assert whole == [int((k + 0.5) * seg["n_frames"] / 10) for k in range(10)]  # bin centres over every frame of the video
+    assert stage.schema(stage.whole_video(item))["pattern"] == span_pattern(seg["duration_s"])
+    assert stage.schema(item)["pattern"] == span_pattern(seg["end_s"])
+
+
 def test_a_record_that_passes_the_gate_becomes_exactly_its_samples(built_dataset, tmp_path):
-    """The tiny model answers at random, so the cycle threshold is 0 here: the record spans its whole segment and
-    its phrase is the caption's own words, so form and caption hold, and any answer meets tIoU >= 0."""
+    """The tiny model answers at random, so the cycle and uniqueness thresholds are 0 here: the record spans its
+    whole segment and its phrase is the caption's own words, so form and caption hold, and any answer meets
+    them."""
     cfg, ds = _copy(built_dataset, tmp_path)
     stage = VerifyStage(model_id=cfg.model, frames=FramePolicy(max_frames=cfg.caption_frames),
-                        gate=GateConfig(min_cycle_tiou=0.0))
+                        gate=GateConfig(min_cycle_tiou=0.0, min_unique_overlap=0.0))
     seg = _captioned_segment(ds)
     s, e = seg["start_s"], seg["end_s"]
     boxes = [_box(s, 100), _box(e, 150)]
