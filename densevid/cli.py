@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from curation.video import VideoError
-from densevid import export_cli, mix_cli, report_cli, round_cli, train_cli
+from densevid import export_cli, gate_cli, mix_cli, report_cli, round_cli, train_cli
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 from synth.imports import FORMATS as IMPORT_FORMATS
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     export_cli.add_parsers(sub)
     report_cli.add_parsers(sub)
     round_cli.add_parsers(sub)
+    gate_cli.add_parsers(sub)
     ev = sub.add_parser("eval-grounding", help="score model grounding against ground truth")
     _add_data(ev)
     ev.add_argument("--model", default=None, help="only this model's records (default: every model)")
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stages(args)
         if args.cmd == "sql":
             return cmd_sql(args)
-        for commands in (mix_cli, train_cli, export_cli, report_cli, round_cli):
+        for commands in (mix_cli, train_cli, export_cli, report_cli, round_cli, gate_cli):
             handled = commands.dispatch(args)
             if handled is not None:
                 return handled
