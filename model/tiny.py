@@ -82,35 +82,51 @@ def train_tokenizer(vocab_size: int = 600) -> Tokenizer:
     return tok
 
 
-def tiny_config_kwargs(vocab_size: int, specials: dict[str, int]) -> dict:
-    """Small widths, 2 vision blocks with DeepStack on both, 2 text layers, interleaved MRoPE."""
-    head_dim = 16
+# The default sizes: small widths, 2 vision blocks with DeepStack on both, 2 text layers.
+TINY_SIZES = dict(vision_depth=2, vision_hidden=32, vision_intermediate=64, vision_heads=2, text_hidden=64,
+                  text_intermediate=128, text_layers=2, text_heads=4, text_kv_heads=2, head_dim=16,
+                  mrope_section=(2, 3, 3), frame_tokens=16)
+
+# Wider and deeper, for the learning checks on synth.world: the random vision tower must learn colours and the
+# text layers must tie a frame to the `<t seconds>` marker before it.
+WORLD_SIZES = dict(TINY_SIZES, vision_hidden=64, vision_intermediate=128, vision_heads=4, text_hidden=128,
+                   text_intermediate=256, text_layers=4, head_dim=32, mrope_section=(4, 6, 6))
+
+
+def tiny_config_kwargs(vocab_size: int, specials: dict[str, int], **sizes) -> dict:
+    """Qwen3-VL config fields at ``TINY_SIZES`` (any of them overridden by ``sizes``), interleaved MRoPE."""
+    unknown = set(sizes) - set(TINY_SIZES)
+    if unknown:
+        raise ValueError(f"unknown tiny model sizes {sorted(unknown)}; known: {', '.join(TINY_SIZES)}")
+    z = dict(TINY_SIZES, **sizes)
+    if sum(z["mrope_section"]) * 2 != z["head_dim"]:
+        raise ValueError(f"mrope_section {z['mrope_section']} must sum to head_dim / 2 = {z['head_dim'] // 2}")
     return dict(
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
+            depth=z["vision_depth"],
+            hidden_size=z["vision_hidden"],
+            intermediate_size=z["vision_intermediate"],
+            num_heads=z["vision_heads"],
             patch_size=16,
             spatial_merge_size=2,
             temporal_patch_size=2,
-            out_hidden_size=64,
+            out_hidden_size=z["text_hidden"],
             num_position_embeddings=256,
-            deepstack_visual_indexes=[0, 1],
+            deepstack_visual_indexes=list(range(min(2, z["vision_depth"]))),
         ),
         text_config=dict(
             vocab_size=vocab_size,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=head_dim,
+            hidden_size=z["text_hidden"],
+            intermediate_size=z["text_intermediate"],
+            num_hidden_layers=z["text_layers"],
+            num_attention_heads=z["text_heads"],
+            num_key_value_heads=z["text_kv_heads"],
+            head_dim=z["head_dim"],
             max_position_embeddings=32768,
             rope_parameters={
                 "rope_type": "default",
                 "rope_theta": 5000000.0,
-                "mrope_section": [2, 3, 3],  # sums to head_dim / 2
+                "mrope_section": list(z["mrope_section"]),  # sums to head_dim / 2
                 "mrope_interleaved": True,
             },
             pad_token_id=specials["<|endoftext|>"],
@@ -123,8 +139,9 @@ def tiny_config_kwargs(vocab_size: int, specials: dict[str, int]) -> dict:
     )
 
 
-def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a loadable tiny Qwen3-VL checkpoint (model, tokenizer, processor) to ``out_dir``."""
+def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, **sizes) -> Path:
+    """Write a loadable tiny Qwen3-VL checkpoint (model, tokenizer, processor) to ``out_dir``; ``sizes``
+    override ``TINY_SIZES`` (e.g. ``**WORLD_SIZES``)."""
     from transformers import (
         GenerationConfig,
         Qwen2Tokenizer,
@@ -153,7 +170,7 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     video_processor = Qwen3VLVideoProcessor(
         size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 4 * 256},
         cap_pixels_per_frame=True,
-        max_video_tokens=16,
+        max_video_tokens=sizes.get("frame_tokens", TINY_SIZES["frame_tokens"]),
     )
     image_processor = Qwen2VLImageProcessor(
         size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 64}, patch_size=16, merge_size=2
@@ -165,7 +182,7 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
         chat_template=CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
-    config = Qwen3VLConfig(**tiny_config_kwargs(vocab_size, specials))
+    config = Qwen3VLConfig(**tiny_config_kwargs(vocab_size, specials, **sizes))
     model = Qwen3VLForConditionalGeneration(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[specials["<|im_end|>"], specials["<|endoftext|>"]],

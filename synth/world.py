@@ -60,7 +60,7 @@ def _overlaps(a: WorldEvent, b: WorldEvent) -> bool:
 
 
 def plan_world(rng: np.random.Generator, n_frames: int, fps: float, size: tuple[int, int], n_events: int,
-               event_s: tuple[float, float], shape_frac: float) -> list[WorldEvent]:
+               event_s: tuple[float, float], shape_frac: float, grid_s: float = 0.0) -> list[WorldEvent]:
     """Events with distinct colours, random kinds, times, places and directions; no two hide each other."""
     if not 3 <= n_events <= len(PALETTE):
         raise ValueError(f"n_events {n_events} must be in 3..{len(PALETTE)}: at least 3 so a shape kind repeats, "
@@ -70,24 +70,36 @@ def plan_world(rng: np.random.Generator, n_frames: int, fps: float, size: tuple[
     colors = rng.choice(list(PALETTE), size=n_events, replace=False).tolist()
     kinds = [SHAPES[i % 2] for i in range(n_events)]  # both kinds, then shuffled: some kind repeats
     rng.shuffle(kinds)
+    for _ in range(100):  # a greedy placement can corner itself: start over
+        events = _place(rng, colors, kinds, n_frames, fps, w, h, side, event_s, grid_s)
+        if events is not None:
+            return sorted(events, key=lambda e: (e.t0, e.t1, e.color))
+    raise ValueError(f"could not place {n_events} shapes of {side} px in {w}x{h} without hiding one another; "
+                     "lower n_events or shape_frac")
+
+
+def _place(rng, colors, kinds, *args) -> list[WorldEvent] | None:
     events: list[WorldEvent] = []
     for color, kind in zip(colors, kinds):
-        for _ in range(1000):
-            ev = _random_event(rng, color, kind, n_frames, fps, w, h, side, event_s)
+        for _ in range(100):
+            ev = _random_event(rng, color, kind, *args)
             if not any(_overlaps(ev, other) for other in events):
                 events.append(ev)
                 break
         else:
-            raise ValueError(f"could not place {n_events} shapes of {side} px in {w}x{h} without hiding one another; "
-                             "lower n_events or shape_frac")
-    return sorted(events, key=lambda e: (e.t0, e.t1, e.color))
+            return None
+    return events
 
 
-def _random_event(rng, color, kind, n_frames, fps, w, h, side, event_s) -> WorldEvent:
+def _random_event(rng, color, kind, n_frames, fps, w, h, side, event_s, grid_s) -> WorldEvent:
     margin = int(round(0.25 * fps))
-    length = int(round(rng.uniform(*event_s) * fps))
-    length = min(length, n_frames - 2 * margin)
-    t0 = int(rng.integers(margin, n_frames - margin - length + 1))
+    length = min(int(round(rng.uniform(*event_s) * fps)), n_frames - 2 * margin)
+    step = int(round(grid_s * fps))
+    if step > 1:  # start and end on the grid, still inside the margins
+        length = max(step, step * round(length / step))
+        t0 = step * int(rng.integers(-(-margin // step), (n_frames - margin - length) // step + 1))
+    else:
+        t0 = int(rng.integers(margin, n_frames - margin - length + 1))
     action = list(MOVES)[int(rng.integers(len(MOVES)))]
     ux, uy = MOVES[action]
     room_x, room_y = w - side, h - side
@@ -126,15 +138,17 @@ def world_frames(events: list[WorldEvent], n_frames: int, size: tuple[int, int])
 
 def render_world_video(path: str | Path, domain: str, seed: int, duration_s: float = 8.0, fps: float = 8.0,
                        size: tuple[int, int] = (128, 96), n_events: int | tuple[int, int] = (3, 4),
-                       event_s: tuple[float, float] = (1.5, 3.5), shape_frac: float = 0.35) -> VideoTruth:
-    """Write one world video (H.264, PyAV) and return its truth; ``n_events`` a count or an inclusive range."""
+                       event_s: tuple[float, float] = (1.5, 3.5), shape_frac: float = 0.35,
+                       grid_s: float = 0.0) -> VideoTruth:
+    """Write one world video (H.264, PyAV) and return its truth; ``n_events`` a count or an inclusive range;
+    ``grid_s`` > 0 puts every event's start and end on a grid of that step (fewer distinct answer times)."""
     from curation.video import encode_frames
 
     rng = np.random.default_rng(seed)
     lo, hi = (n_events, n_events) if isinstance(n_events, int) else n_events
     n = int(rng.integers(lo, hi + 1))
     n_frames = int(round(duration_s * fps))
-    events = plan_world(rng, n_frames, fps, size, n, event_s, shape_frac)
+    events = plan_world(rng, n_frames, fps, size, n, event_s, shape_frac, grid_s)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     encode_frames(path, world_frames(events, n_frames, size), int(fps),

@@ -119,3 +119,10 @@ def test_every_event_lies_inside_one_segment_after_ingest_and_split(tmp_path):
         for shape in _truth(path)["shapes"]:
             inside = [s for s in spans if s[0] <= shape["start_s"] and shape["end_s"] <= s[1]]
             assert len(inside) == 1, (path.name, shape["phrase"], spans)
+
+
+def test_grid_puts_every_start_and_end_on_it(tmp_path):
+    truth = render_world_video(tmp_path / "g.mp4", "x", seed=4, grid_s=0.5, **SMALL)
+    times = [t for s in truth.shapes for t in (s.start_s, s.end_s)]
+    assert all(abs(t * 2 - round(t * 2)) < 1e-9 for t in times), times
+    assert all(0.25 <= s.start_s < s.end_s <= 4.0 - 0.25 for s in truth.shapes)
