@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from itertools import islice
 
 import numpy as np
 import torch
 
+from curation.chats import read_messages
 from curation.frames import FramePolicy, sample_indices
 from curation.video import read_frames
 from model.inputs import build_inputs, video_metadata, visual_tokens
@@ -131,7 +131,7 @@ def load_video(row: dict, max_frames: int = 0, target_fps: float = 2.0):
 def encode_sample(processor, row: dict, max_frames: int = 0, target_fps: float = 2.0) -> dict:
     """Decode frames and build one sample's inputs through the processor (no padding), labels masked."""
     frames, meta = load_video(row, max_frames, target_fps)
-    inputs = build_inputs(processor, [json.loads(row["messages"])], [frames], [meta],
+    inputs = build_inputs(processor, [read_messages(row["messages"])], [frames], [meta],
                           add_generation_prompt=False, padding_side="right")
     labels = mask_labels(inputs["input_ids"], inputs["attention_mask"], processor.tokenizer)
     return dict(input_ids=inputs["input_ids"][0], labels=labels[0], mm_token_type_ids=inputs["mm_token_type_ids"][0],
@@ -295,7 +295,7 @@ class SampleCollator:
 
     def __call__(self, rows: list[dict]):
         videos = [load_video(r) for r in rows]
-        inputs = build_inputs(self.processor, [json.loads(r["messages"]) for r in rows], [v[0] for v in videos],
+        inputs = build_inputs(self.processor, [read_messages(r["messages"]) for r in rows], [v[0] for v in videos],
                               [v[1] for v in videos], add_generation_prompt=False, padding_side="right")
         inputs["labels"] = mask_labels(inputs["input_ids"], inputs["attention_mask"], self.processor.tokenizer)
         return inputs

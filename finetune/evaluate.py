@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from curation.chats import read_messages, turn_text
 from curation.times import parse_span
 from synth.dense_eval import (TIOUS, dense_summary, entry_events, parse_events, scorer_problems, truth_events,
                               video_scores)
@@ -112,12 +113,12 @@ def needle_summary(items: list[dict]) -> dict:
 
 
 def user_turn(row: dict) -> list[dict]:
-    return [m for m in json.loads(row["messages"]) if m["role"] == "user"]
+    return [m for m in read_messages(row["messages"]) if m["role"] == "user"]
 
 
 def answer_text(row: dict) -> str:
-    msgs = [m for m in json.loads(row["messages"]) if m["role"] == "assistant"]
-    return "".join(p["text"] for p in msgs[-1]["content"] if p.get("type") == "text") if msgs else ""
+    msgs = [m for m in read_messages(row["messages"]) if m["role"] == "assistant"]
+    return turn_text(msgs[-1]) if msgs else ""
 
 
 def generate_answers(lm, rows: list[dict], batch_size: int, max_new_tokens: int, max_frames: int = 0) -> list[str]:

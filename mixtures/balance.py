@@ -312,11 +312,13 @@ def _finite(value):
     return value
 
 
-def read_manifest(mixture_dir: str | Path) -> list[dict]:
+def read_manifest(mixture_dir: str | Path, columns: list[str] | None = None) -> list[dict]:
+    """A mixture's manifest rows (the one reader: training, evaluation, export, the report)."""
     path = Path(mixture_dir) / "manifest.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; build a mixture first with `densevid mix --data DIR`")
-    return pq.read_table(path).to_pylist()
+        raise FileNotFoundError(f"{path} not found; pass a mixture folder (`densevid mix --data DIR` writes "
+                                "DIR/mixtures/<name>/)")
+    return pq.read_table(path, columns=columns).to_pylist()
 
 
 def balance_report(mixture_dir: str | Path) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from curation.atomic import atomic_path
 from curation.video import VideoError, encode_frames, frames_between
 
 CHUNK_FRAMES = 64  # frames decoded at once: bounded memory for long or large clips
@@ -50,16 +51,12 @@ def ensure_clip(src: str | Path, dest: Path, start_frame: int, end_frame: int, f
     if not 0 <= start_frame < end_frame:
         raise VideoError(f"{src}: empty or negative frame span [{start_frame}, {end_frame}) to cut")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         _encode(src, tmp, start_frame, end_frame, fps, encoding)
         n = _count(tmp)
         if n != end_frame - start_frame:
             raise VideoError(f"{src}: clip [{start_frame}, {end_frame}) came out with {n} frames, expected "
                              f"{end_frame - start_frame}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return True
 
 
@@ -83,13 +80,11 @@ def link_or_copy(src: Path, dest: Path) -> str:
     if dest.exists() and (os.path.samefile(src, dest) or filecmp.cmp(src, dest, shallow=False)):
         return "kept"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-        how = "linked"
-    except OSError:
-        shutil.copy2(src, tmp)
-        how = "copied"
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        try:
+            os.link(src, tmp)
+            how = "linked"
+        except OSError:
+            shutil.copy2(src, tmp)
+            how = "copied"
     return how

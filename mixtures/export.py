@@ -24,18 +24,19 @@ exported (unreadable source, failed cut, a time outside its clip) becomes a ``fa
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from curation.atomic import atomic_path, atomic_write_text
+from curation.chats import read_messages
 from curation.stage import Stage, Stats, fail_item
 from curation.store import Dataset
 from curation.times import FrameSpan, rebase_times
 from curation.video import VideoError, probe
+from mixtures.balance import read_manifest
 from mixtures.clips import ClipEncoding, clip_path, ensure_clip, link_or_copy
 
 FORMATS = ("qwen", "llamafactory", "swift", "hf")
@@ -106,11 +107,7 @@ def dataset_root(mixture: Path) -> Path:
 
 
 def read_rows(mixture: Path) -> list[dict]:
-    path = mixture / "manifest.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; pass a mixture folder (densevid mix --data DIR writes "
-                                "DIR/mixtures/<name>/)")
-    rows = pq.read_table(path).to_pylist()
+    rows = read_manifest(mixture)
     for r in rows:
         r["repeat"] = int(r.get("repeat") or 0)
     return rows
@@ -213,14 +210,8 @@ def _source(row) -> str:
 
 def chat(messages: str | list) -> list[dict]:
     """The stored chat (JSON text) in transformers' form: each content a list of {"type", "text"} items."""
-    msgs = json.loads(messages) if isinstance(messages, str) else messages
-    out = []
-    for m in msgs:
-        content = m["content"]
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        out.append({"role": m["role"], "content": [{"type": c["type"], "text": c.get("text")} for c in content]})
-    return out
+    return [{"role": m["role"], "content": [{"type": c["type"], "text": c.get("text")} for c in m["content"]]}
+            for m in read_messages(messages)]
 
 
 def flat_turns(messages: list[dict], video_tag: str = VIDEO_TAG) -> list[dict]:
@@ -253,10 +244,7 @@ def _dataset_name(mixture_name: str) -> str:
 
 def _atomic_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def _json(data) -> str:
@@ -346,9 +334,8 @@ def _write_hf(items, out: Path, name: str, result: ExportResult) -> list[Path]:
     written = []
     for split, records in sorted(by_split.items()):
         path = data / f"{split}-00000-of-00001.parquet"
-        tmp = data / f".{path.name}.{os.getpid()}.tmp"
-        _quiet_parquet(HFDataset.from_list(records, features=hf_features()), tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            _quiet_parquet(HFDataset.from_list(records, features=hf_features()), tmp)
         written.append(path)
     for stale in data.glob("*.parquet"):  # splits of an earlier export into the same folder
         if stale not in written:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from curation.atomic import atomic_write_text
 from curation.store import Dataset
 from report import data as D
 from report import html as H
@@ -99,7 +99,7 @@ def write_report(data: str | Path, out: str | Path, progress: bool = True, thumb
         if error is None and old.get(rel) == digest and path.exists():
             res.pages_reused += 1
         else:
-            _write_text(path, render(error))
+            atomic_write_text(path, render(error))
             res.pages_written += 1
         if error is None and record:
             new[rel] = digest
@@ -139,15 +139,9 @@ def write_report(data: str | Path, out: str | Path, progress: bool = True, thumb
         if rel.startswith(("videos/", "mixtures/", "list/")) and rel not in produced and (out / rel).exists():
             (out / rel).unlink()
             res.pages_removed += 1
-    _write_text(state_path, json.dumps({"version": version, "dataset": str(ds.root), "pages": new}, indent=0))
+    atomic_write_text(state_path, json.dumps({"version": version, "dataset": str(ds.root), "pages": new}, indent=0))
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -156,4 +150,4 @@ def _write_if_changed(path: Path, text: str) -> None:
             return
     except FileNotFoundError:
         pass
-    _write_text(path, text)
+    atomic_write_text(path, text)

@@ -13,10 +13,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from curation.chats import read_messages
 from curation.store import Dataset, stable_id
 from curation.times import frame_s, group_times, render_time
+from mixtures.balance import read_manifest
 
 PAGE_SIZE = 200          # rows per page of the video list
 TIMELINE_THUMBS = 10     # thumbnails along a video's timeline strip
@@ -35,7 +35,6 @@ _COLUMNS = {
     "verdicts": ["record_id", "model", "passed", "form_ok", "caption_ok", "cycle_ok", "reasons", "cycle_tiou"],
     "samples": ["sample_id", "task", "video_id", "clip_start_s", "clip_end_s", "clip_start_frame", "clip_end_frame",
                 "frame_indices", "fps", "messages", "domain", "split", "n_text_tokens", "n_visual_tokens"],
-    "failures": ["stage", "item_id", "error_type", "message"],
 }
 
 
@@ -93,8 +92,9 @@ class Tables:
     grounding: dict[str, list[dict]] = field(default_factory=dict)
     verdicts: list[dict] = field(default_factory=list)
     samples: dict[str, list[dict]] = field(default_factory=dict)
-    failures: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # open ones only
     quality: list[dict] | None = None
+    resolved_failures: int = 0  # failures a later run fixed (kept in the failures table)
 
     def __post_init__(self):
         self.verdicts_by_record = _verdicts_by_record(self.verdicts)
@@ -109,14 +109,14 @@ def _grouped(rows: list[dict], key: str = "video_id") -> dict[str, list[dict]]:
 
 
 def load_tables(ds: Dataset) -> Tables:
-    """Every table the report shows, the columns it needs only (no raw outputs), grouped by video."""
+    """Every table the report shows, the columns it needs only (no raw outputs), grouped by video; the
+    views (open failures, the quality verdicts) through the catalog."""
     rows = {t: ds.read(t, cols).to_pylist() for t, cols in _COLUMNS.items()}
+    rows["failures"] = ds.sql("SELECT stage, item_id, error_type, message FROM open_failures").to_pylist()
     counts = ds.counts()
     quality = None
-    qdir = ds.root / "quality"  # shown when a dataset has one (rates of `keep`, reasons)
-    if qdir.is_dir() and any(qdir.glob("*.parquet")):
-        files = [f for f in sorted(qdir.glob("*.parquet")) if not f.name.startswith(".")]
-        quality = [r for f in files for r in pq.read_table(f).to_pylist()]
+    if counts["quality_signals"]:  # shown once the quality stage ran (rates of `keep`, reasons)
+        quality = ds.sql("SELECT segment_id, keep, reason FROM quality").to_pylist()
         counts["quality"] = len(quality)
     return Tables(
         counts=counts, videos=sorted(rows["videos"], key=lambda v: (v["domain"] or "", file_name(v["uri"]), v["video_id"])),
@@ -127,7 +127,7 @@ def load_tables(ds: Dataset) -> Tables:
         samples={k: sorted(v, key=lambda s: (s["task"], s["clip_start_s"], s["sample_id"]))
                  for k, v in _grouped(rows["samples"]).items()},
         failures=sorted(rows["failures"], key=lambda f: (f["stage"], f["error_type"], f["item_id"])),
-        quality=quality,
+        quality=quality, resolved_failures=counts["resolved"],
     )
 
 
@@ -157,7 +157,7 @@ def max_error(balance: dict) -> float | None:
 def mixture_page(mdir: Path, videos: dict[str, dict]) -> dict:
     """A mixture: its balance (target, before, achieved, error per group), the recipe, counts in the manifest
     and example samples rendered as the chat the model sees."""
-    manifest = pq.read_table(mdir / "manifest.parquet").to_pylist()
+    manifest = read_manifest(mdir)
     balance = _read_json(mdir / "balance.json")
     recipe = _read_json(mdir / "recipe.json")
     by_task: dict[str, list[dict]] = defaultdict(list)
@@ -196,7 +196,7 @@ def mixture_membership(mdirs: list[Path]) -> dict[str, list[str]]:
     """sample_id -> the mixtures that hold it."""
     out: dict[str, list[str]] = defaultdict(list)
     for d in mdirs:
-        for sid in set(pq.read_table(d / "manifest.parquet", columns=["sample_id"]).column("sample_id").to_pylist()):
+        for sid in {r["sample_id"] for r in read_manifest(d, ["sample_id"])}:
             out[sid].append(d.name)
     return dict(out)
 
@@ -226,23 +226,18 @@ def video_groups(frame_indices: list[int], fps: float, temporal_patch: int = 2) 
 def chat(sample: dict) -> list[dict]:
     """The sample's messages as turns of parts: text, or the video as its ``<t seconds>`` groups."""
     try:
-        messages = json.loads(sample["messages"] or "[]")
-    except json.JSONDecodeError:
-        return [{"role": "(unreadable messages)", "parts": [{"type": "text", "text": str(sample["messages"])}]}]
+        messages = read_messages(sample["messages"] or "[]")
+    except ValueError as e:
+        return [{"role": "(unreadable messages)", "parts": [{"type": "text", "text": str(e)}]}]
     turns = []
-    for m in messages if isinstance(messages, list) else []:
-        if not isinstance(m, dict):
-            continue
-        content = m.get("content")
+    for m in messages:
         parts = []
-        for part in content if isinstance(content, list) else [{"type": "text", "text": content}]:
-            if not isinstance(part, dict):
-                parts.append({"type": "text", "text": str(part)})
-            elif part.get("type") == "video":
+        for part in m["content"]:
+            if part["type"] == "video":
                 parts.append({"type": "video", "groups": video_groups(sample["frame_indices"] or [], sample["fps"])})
             else:
                 parts.append({"type": "text", "text": str(part.get("text", ""))})
-        turns.append({"role": str(m.get("role", "")), "parts": parts})
+        turns.append({"role": m["role"], "parts": parts})
     return turns
 
 
@@ -389,7 +384,8 @@ def overview(t: Tables, mixtures: list[dict]) -> dict:
     return {
         "counts": dict(t.counts), "videos": len(t.videos),
         "domains": sorted(domains.values(), key=lambda d: d["domain"] or ""),
-        "failures": failures, "n_failures": len(t.failures), "verification": verification, "quality": quality,
+        "failures": failures, "n_failures": len(t.failures), "resolved_failures": t.resolved_failures,
+        "verification": verification, "quality": quality,
         "distributions": {
             "segment_s": histogram([s["end_s"] - s["start_s"] for s in all_segments]),
             "cut_score": histogram([s["cut_score"] for s in all_segments if s["idx"] and s["cut_score"] is not None]),

@@ -54,7 +54,7 @@ def doc(title: str, body: str, root: str) -> str:
 <link rel="stylesheet" href="{root}assets/report.css">
 </head><body>
 <header class="top"><a href="{root}index.html">Overview</a><a href="{root}list/videos-0001.html">Videos</a>
-<a href="{root}index.html#mixtures">Mixtures</a></header>
+<a href="{root}index.html#mixtures">Mixtures</a><a href="{root}rounds.html">Rounds</a></header>
 <main>
 {body}
 </main>
@@ -344,7 +344,10 @@ def overview_html(o: dict, dataset: str) -> str:
         out.append("</table>")
     else:
         out.append('<p class="muted">none yet: <code>densevid mix --data DIR</code></p>')
-    out.append(f'<h2 id="failures">Failures ({int(o["n_failures"])})</h2>')
+    out.append(f'<h2 id="failures">Failures ({int(o["n_failures"])} open)</h2>')
+    if o.get("resolved_failures"):
+        out.append(f'<p class="muted">{int(o["resolved_failures"])} more resolved by a later run (kept in the '
+                   '<code>failures</code> table; <code>open_failures</code> lists the rest)</p>')
     if o["failures"]:
         out.append("<table><tr><th>stage</th><th>error</th><th>count</th><th>examples</th></tr>")
         for f in o["failures"]:

@@ -5,12 +5,12 @@ goes stale; a rerun cuts only the ones missing."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from curation.atomic import atomic_write_bytes
 from report.data import page_name
 
 THUMB_WIDTH = 192
@@ -77,6 +77,4 @@ def _write_jpeg(rgb: np.ndarray, path: Path, quality: int = 85) -> None:
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"could not encode a thumbnail for {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())

@@ -9,7 +9,7 @@ import pytest
 from curation.store import TABLES, Dataset
 from synth.videos import render_video
 
-VOLATILE = {"created_at", "finished_at"}  # when, not what
+VOLATILE = {"created_at", "finished_at", "resolved_at"}  # when, not what
 
 
 def _audio_only(path):

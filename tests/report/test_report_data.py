@@ -82,7 +82,7 @@ def test_overview_counts_domains_and_failures_equal_the_tables(tables):
     for d in o["domains"]:
         assert d["videos"] == by_sql[d["domain"]]["videos"] and d["samples"] == by_sql[d["domain"]]["samples"]
         assert d["hours"] == pytest.approx(by_sql[d["domain"]]["hours"])
-    groups = ds.sql("SELECT stage, error_type, count(*) AS n FROM failures GROUP BY ALL").to_pylist()
+    groups = ds.sql("SELECT stage, error_type, count(*) AS n FROM open_failures GROUP BY ALL").to_pylist()
     assert {(f["stage"], f["error_type"]): f["count"] for f in o["failures"]} == \
            {(g["stage"], g["error_type"]): g["n"] for g in groups}
     verdicts = ds.sql("SELECT model, count(*) AS n, count(*) FILTER (WHERE passed) AS passed FROM verdicts GROUP BY model").to_pylist()

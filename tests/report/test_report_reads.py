@@ -1,0 +1,50 @@
+"""The report reads views through the catalog: the quality verdicts and the open failures."""
+
+from curation.store import Dataset
+from report import data as D
+from report import html as H
+
+
+def _video(vid):
+    return dict(video_id=vid, uri=f"/v/{vid}.mp4", domain="cinematic", source="t", duration_s=10.0, fps=24.0,
+                n_frames=240, width=160, height=128, codec="h264")
+
+
+def _signals(sid, keep, reason=""):
+    return dict(segment_id=sid, video_id="v1", duration_s=2.0, width=160, height=128, quality_keep=keep,
+                quality_reason=reason)
+
+
+def _small_dataset(path):
+    ds = Dataset(path)
+    ds.write("videos", [_video("v1"), _video("v2")])
+    ds.write("quality_signals", [_signals("s1", True), _signals("s2", False, "black"), _signals("s3", True)])
+    for item in ("v1", "v2"):
+        ds.fail("split", item, ValueError(f"{item}: cannot decode"))
+    ds.resolve("split", ["v1"])  # a later run split v1
+    return ds
+
+
+def test_the_quality_section_reads_the_quality_view(tmp_path):
+    t = D.load_tables(_small_dataset(tmp_path / "d"))
+    assert sorted((q["segment_id"], q["keep"]) for q in t.quality) == [("s1", True), ("s2", False), ("s3", True)]
+    o = D.overview(t, [])
+    assert o["quality"] == {"segments": 3, "kept": 2, "reasons": [("black", 1)]}
+    assert "2 of 3 segments kept" in H.overview_html(o, "d")
+
+
+def test_a_dataset_without_quality_signals_has_no_quality_section(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    ds.write("videos", [_video("v1")])
+    assert D.load_tables(ds).quality is None
+
+
+def test_the_report_lists_open_failures_and_counts_the_resolved(tmp_path):
+    t = D.load_tables(_small_dataset(tmp_path / "d"))
+    assert [f["item_id"] for f in t.failures] == ["v2"]
+    o = D.overview(t, [])
+    assert (o["n_failures"], o["resolved_failures"]) == (1, 1)
+    assert [(f["stage"], f["count"]) for f in o["failures"]] == [("split", 1)]
+    assert {r["video_id"]: r["failures"] for r in D.video_index(t)} == {"v1": 0, "v2": 1}
+    page = H.overview_html(o, "d")
+    assert "Failures (1 open)" in page and "1 more resolved by a later run" in page
