@@ -147,7 +147,8 @@ def export_mixture(mixture: str | Path, out: str | Path, formats=FORMATS, progre
         result.rows[fmt] = len(items)
     _write_readme(out, name, result, items)
     result.clips_cut, result.clips_reused = stats.counts["clips_cut"], stats.counts["clips_reused"]
-    if failed:
+    closed = ds.resolve(stage.name, {it.row["sample_id"] for it in items})  # failed in an earlier export
+    if failed or closed:
         ds.refresh_catalog()
     return result
 

@@ -342,3 +342,20 @@ def test_manifest_without_repeat_column(mixture, tmp_path):
 
     train = load_dataset(str(tmp_path / "plain"), split="train", cache_dir=str(tmp_path / "hf_cache"))
     assert train["repeat"] == [0] and train["video"][0] == rows[4]["uri"]
+
+
+def test_a_sample_exported_after_it_failed_is_no_longer_an_open_failure(tmp_path):
+    from mixtures.export import export_mixture
+
+    root = tmp_path / "dataset"
+    video = root / "videos" / "cut.mp4"
+    mixture = write_manifest(root / "mixtures" / "mix", [
+        sample_row("s_whole", "dense_caption", "v_cut", video, 0, N_FRAMES, "Describe this video.", DENSE)])
+    first = export_mixture(mixture, tmp_path / "out", "swift", progress=False)  # the video is not there yet
+    opened = lambda: Dataset(root).sql("SELECT item_id FROM open_failures").column("item_id").to_pylist()
+    assert first.n_failed == 1 and opened() == ["s_whole"]
+    video.parent.mkdir(parents=True, exist_ok=True)
+    write_two_colour_video(video)
+    again = export_mixture(mixture, tmp_path / "out", "swift", progress=False)
+    assert (again.n_failed, again.rows["swift"]) == (0, 1)
+    assert opened() == [] and [f["item_id"] for f in Dataset(root).rows("failures")] == ["s_whole"]
