@@ -15,8 +15,9 @@ The checks, each a pure function on values:
   trailing "s" when longer than three letters, on both sides, so "squares" meets "square". The caption is its
   summary and details, without the detail labels ("people:", "objects:", ...).
 - cycle: the model is asked the samples' own temporal-grounding question (``synth.tasks.GROUNDING_PROMPT``)
-  over the segment's frames, its answer constrained to ``<a - b seconds>``; the answered span must reach
-  ``min_cycle_tiou`` temporal IoU with the record's.
+  over the segment's frames, its answer constrained to ``<a - b seconds>`` with times up to the segment's end
+  (``curation.times.span_pattern``); the answered span must reach ``min_cycle_tiou`` temporal IoU with the
+  record's.
 - unique: the same question over frames of the whole video (``unique_frames`` of them), the answer constrained
   to ``<a - b seconds>`` inside the video's duration; ``unique_overlap`` is the share of the answered span
   that lies inside the record's span, |answer ∩ record| / |answer| (0 for an empty or reversed answer), and
@@ -57,7 +58,7 @@ is are was were be being been
 
 @dataclass
 class GateConfig:
-    """Thresholds of the gate; each field's ``help`` is its meaning."""
+    """Thresholds of the gate and the uniqueness question's frame budget; each field's ``help`` is its meaning."""
 
     min_span_s: float = field(default=0.5, metadata={"help": "gate: shortest record span, in seconds"})
     min_span_frames: int = field(default=2, metadata={"help": "gate: shortest record span, in frames"})
