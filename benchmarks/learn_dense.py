@@ -1,14 +1,14 @@
-"""Dense-caption learning check: on synth.world videos the frames, not the text, give held-out event F1@0.5.
+"""Dense-caption learning check: held-out event F1@0.5 on synth.world videos, against what the text gives.
 
 Each world video (8 s, one shot, 3-4 shapes at random times) is one `dense_caption` sample whose answer lists
 its true events in time order (`<2.0 - 4.0 seconds> the red square move up.` per line). Training and held-out
-videos come from corpora of different seeds. The tiny Qwen3-VL (`model.tiny.WORLD_SIZES`) is fine-tuned with
-the `world` recipe; the held-out answers are parsed into events and scored with `densevid eval`'s event
+videos come from corpora of different seeds. The tiny Qwen3-VL (`--sizes world`: `model.tiny.WORLD_SIZES`) is fine-tuned
+with the `world` recipe; the held-out answers are parsed into events and scored with `densevid eval`'s event
 detection (ActivityNet Captions' precision and recall at tIoU 0.5, averaged over videos). Beside it: the
 untrained model, the same training on blank frames (timestamps kept), and the text-only layout (each
 held-out video gets the mean event spans of the training videos with as many events: it is told the count).
 
-    python benchmarks/learn_dense.py --videos 240 --held-out 30
+    python benchmarks/learn_dense.py --videos 120 --held-out 20
 """
 
 from __future__ import annotations

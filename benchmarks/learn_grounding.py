@@ -1,14 +1,14 @@
-"""Learning check: on synth.world videos the frames, not the text, answer held-out temporal grounding.
+"""Learning check: on synth.world videos only the frames can answer held-out temporal grounding.
 
-Each world video (8 s, one shot) shows 3-4 shapes of distinct colours at random times, places and directions,
-two of one kind, so "When does the red square move up?" -> "<2.0 - 4.0 seconds>" can only be answered by
-looking. Training and held-out videos come from corpora of different seeds. A larger tiny Qwen3-VL
-(`model.tiny.WORLD_SIZES`, random weights) is fine-tuned with the `world` recipe and scored with
-`densevid eval`'s scorer. Beside it: the untrained model, the same training on blank frames (black videos of
+Each world video (8 s, one shot) shows 3-4 shapes of distinct colours at random whole-second times, places
+and directions, two of one kind, so "When does the red square move up?" -> "<2.0 - 4.0 seconds>" can only be
+answered by looking. Training and held-out videos come from corpora of different seeds. The tiny Qwen3-VL
+(random weights; `--sizes world` for `model.tiny.WORLD_SIZES`) is fine-tuned with the `world` recipe and
+scored with `densevid eval`'s scorer. Beside it: the untrained model, the same training on blank frames (black videos of
 the same length and fps: the `<t seconds>` markers stay), and text-only answers (the mean training span,
 overall, per shape word and per phrase).
 
-    python benchmarks/learn_grounding.py --videos 240 --held-out 30
+    python benchmarks/learn_grounding.py --videos 120 --held-out 20
 """
 
 from __future__ import annotations
@@ -153,15 +153,15 @@ def world_settings(args) -> dict:
 def learning_check_args(doc: str) -> argparse.ArgumentParser:
     """The options both learning checks share: corpus sizes, steps, recipe overrides, folder."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=240, help="training videos generated")
-    ap.add_argument("--held-out", type=int, default=30, help="held-out videos, from a corpus of another seed")
+    ap.add_argument("--videos", type=int, default=120, help="training videos generated")
+    ap.add_argument("--held-out", type=int, default=20, help="held-out videos, from a corpus of another seed")
     ap.add_argument("--steps", type=int, default=0, help="optimizer steps (0: the recipe's max_steps)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help=f"overrides of the {RECIPE} recipe, e.g. llm.lr=1e-3")
     ap.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE",
                     help="render settings of synth.world.render_world_video over the check's own, e.g. grid_s=1.0")
     ap.add_argument("--skip-blank", action="store_true", help="do not train the blank-frame control")
-    ap.add_argument("--sizes", choices=("world", "tiny"), default="world",
+    ap.add_argument("--sizes", choices=("world", "tiny"), default="tiny",
                     help="model.tiny.WORLD_SIZES or the default TINY_SIZES")
     ap.add_argument("--serial", action="store_true", help="train the blank-frame control after, not beside")
     ap.add_argument("--threads", type=int, default=1,
