@@ -115,7 +115,7 @@ def load_tables(ds: Dataset) -> Tables:
     rows["failures"] = ds.sql("SELECT stage, item_id, error_type, message FROM open_failures").to_pylist()
     counts = ds.counts()
     quality = None
-    if counts["quality_signals"]:  # shown once the quality stage ran (rates of `keep`, reasons)
+    if counts["quality_signals"] or counts["duplicates"]:  # once quality or dedup ran (rates of `keep`, reasons)
         quality = ds.sql("SELECT segment_id, keep, reason FROM quality").to_pylist()
         counts["quality"] = len(quality)
     return Tables(

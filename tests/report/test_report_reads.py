@@ -10,6 +10,11 @@ def _video(vid):
                 n_frames=240, width=160, height=128, codec="h264")
 
 
+def _segment(k):
+    return dict(segment_id=f"s{k}", video_id="v1", idx=k - 1, start_s=2.0 * (k - 1), end_s=2.0 * k,
+                start_frame=48 * (k - 1), end_frame=48 * k)
+
+
 def _signals(sid, keep, reason=""):
     return dict(segment_id=sid, video_id="v1", duration_s=2.0, width=160, height=128, quality_keep=keep,
                 quality_reason=reason)
@@ -18,6 +23,7 @@ def _signals(sid, keep, reason=""):
 def _small_dataset(path):
     ds = Dataset(path)
     ds.write("videos", [_video("v1"), _video("v2")])
+    ds.write("segments", [_segment(k) for k in (1, 2, 3)])
     ds.write("quality_signals", [_signals("s1", True), _signals("s2", False, "black"), _signals("s3", True)])
     for item in ("v1", "v2"):
         ds.fail("split", item, ValueError(f"{item}: cannot decode"))
@@ -36,6 +42,7 @@ def test_the_quality_section_reads_the_quality_view(tmp_path):
 def test_a_dataset_without_quality_signals_has_no_quality_section(tmp_path):
     ds = Dataset(tmp_path / "d")
     ds.write("videos", [_video("v1")])
+    ds.write("segments", [_segment(1)])
     assert D.load_tables(ds).quality is None
 
 
