@@ -9,7 +9,7 @@ from pathlib import Path
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED
 
 LABEL_STAGES = ("caption", "dense", "ground", "verify", "tasks")
-_ROUND_FLAGS = ("teacher", "round", "pool", "mix_recipe", "student_init", "base", "eval_max_samples",
+_ROUND_FLAGS = ("teacher", "round", "pool", "heldout", "mix_recipe", "student_init", "base", "eval_max_samples",
                 "eval_dense_tokens", "truth_dir")
 
 
@@ -36,8 +36,7 @@ def add_parsers(sub) -> None:
                        metavar=name.upper(), help=f.metadata["help"])
     p.add_argument("--no-gate", dest="round_gate", action="store_false", help="train on every record of the teacher "
                    "(the no-gate control); the default trains only on records the gate passed")
-    p.add_argument("--eval-splits", dest="round_eval_splits", default="test", metavar="A,B",
-                   help=fields["eval_splits"].metadata["help"] + " (default test)")
+    p.add_argument("--no-label", dest="round_label", action="store_false", help=fields["label"].metadata["help"])
     add_config_flags(p, PipelineConfig, LABEL_STAGES, exclude=("model",))
     p.set_defaults(round_cmd=True)
 
@@ -55,13 +54,13 @@ def round_config(args):
     train = tuple(i for i in items if not i.startswith("mix."))
     kwargs = {name: getattr(args, "round_" + name) for name in _ROUND_FLAGS}
     return RoundConfig(data=str(args.data), train_recipe=recipe, train=train, mix=mix, gate=args.round_gate,
-                       eval_splits=tuple(s.strip() for s in args.round_eval_splits.split(",") if s.strip()), **kwargs)
+                       label=args.round_label, eval_frames=args.sample_frames, **kwargs)
 
 
 def cmd_round(args) -> int:
     from densevid.cli import config_from_args
-    from densevid.pipeline import PipelineConfig, run_pipeline
-    from densevid.summary import print_rounds, print_stage_summary
+    from densevid.pipeline import PipelineConfig
+    from densevid.summary import print_rounds
     from finetune.rounds import run_round
 
     cfg = round_config(args)
@@ -69,14 +68,24 @@ def cmd_round(args) -> int:
     problems = cfg.problems() + labelling.problems(LABEL_STAGES)
     if problems:
         raise ValueError("bad round options:\n  " + "\n  ".join(problems))
-    failed = []
+    failed: list = []
+    run_round(cfg, labeller(labelling, progress=not args.quiet, failed=failed))
+    print_rounds(Path(cfg.data))
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def labeller(labelling, progress: bool = True, failed: list | None = None):
+    """The round's label step: the pipeline's labelling stages with the teacher, over the pool's videos only;
+    stages with failures are added to ``failed``."""
+    from densevid.pipeline import run_pipeline
+    from densevid.summary import print_stage_summary
 
     def label(teacher: str, videos: frozenset, include_rejected: bool):
         stage_cfg = dataclasses.replace(labelling, model=teacher, include_rejected=include_rejected)
-        results = run_pipeline(stage_cfg, LABEL_STAGES, progress=not args.quiet, videos=videos)
+        results = run_pipeline(stage_cfg, LABEL_STAGES, progress=progress, videos=videos)
         print_stage_summary(results)
-        failed.extend(r for r in results if r.n_failed)
+        if failed is not None:
+            failed.extend(r for r in results if r.n_failed)
+        return results
 
-    run_round(cfg, label)
-    print_rounds(Path(cfg.data))
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return label

@@ -92,3 +92,22 @@ def print_balance(report: dict) -> None:
 
 def _amount(value: float, unit: str) -> str:
     return f"{value:.3f}" if unit == "hours" else f"{value:.0f}"
+
+
+ROUND_COLUMNS = ("round", "gate", "pool_videos", "records", "gate_pass_rate", "mixture_samples", "model_samples",
+                 "grounding_miou", "grounding_r05", "dense_f1_05", "needle_accuracy", "train_s")
+
+
+def print_rounds(data) -> None:
+    """The rounds of a dataset side by side: gate pass rate, mixture and held-out scores per round."""
+    from curation.store import Dataset
+
+    rounds = Dataset(data).sql(f'SELECT {", ".join(ROUND_COLUMNS)}, teacher, student FROM rounds ORDER BY "round"')
+    t = Table(title="rounds")
+    for col in ROUND_COLUMNS:
+        t.add_column(col.replace("_", " "), justify="right")
+    for row in rounds.to_pylist():
+        t.add_row(*[_cell(row[c]) for c in ROUND_COLUMNS])
+    console.print(t)
+    for row in rounds.to_pylist():
+        console.print(f"  round {row['round']}: teacher {row['teacher']} -> student {row['student']}", soft_wrap=True)

@@ -5,16 +5,16 @@
 1. label: caption, dense, ground, verify and tasks with the teacher over the pool's videos (the caller
    passes ``label``, which runs the pipeline's stages; they skip what is written, so a kill loses nothing);
 2. mix: the round's mixture ``<data>/mixtures/round-<N>`` by a mix recipe, its filter joined with the round's:
-   the training split's ground truth, and the teacher's own samples (with the gate on, only those whose
-   grounding record passed it);
+   ground truth, and the teacher's own samples (with the gate on, only those whose grounding record passed
+   it; without labelling, ground truth only); the held-out videos never;
 3. train: the student, by a training recipe, from the base model or the teacher, in
-   ``<data>/rounds/round-<N>/student`` (resumed from its last checkpoint after a kill);
-4. eval: the student on the fixed held-out set ``<data>/rounds/heldout`` (ground truth of the eval splits,
-   written by the first round and read by every later one, so rounds are compared on the same samples);
+   ``<data>/loop/round-<N>/student`` (resumed from its last checkpoint after a kill);
+4. eval: the student on the fixed held-out set ``<data>/loop/heldout`` (ground truth of the ``heldout``
+   videos, written by the first round and read by every later one, so rounds are compared on the same samples);
 5. the ``rounds`` row: teacher, student, mixture, pool, the gate's pass rates (and its precision and recall
    where truth hidden from the round is at hand), the scores, the time of each step.
 
-A round whose row exists is skipped. Each finished step is noted in ``<data>/rounds/round-<N>/steps.json``
+A round whose row exists is skipped. Each finished step is noted in ``<data>/loop/round-<N>/steps.json``
 with its time, so a rerun after a kill resumes at the first unfinished step.
 """
 
@@ -33,7 +33,6 @@ from curation.typed_config import parse_overrides
 from model.loader import model_key, model_revision
 
 STEPS = ("label", "mix", "train", "eval")
-HELDOUT_TASKS = ("temporal_grounding", "dense_caption", "needle")
 
 
 @dataclass
@@ -55,10 +54,15 @@ class RoundConfig:
         "help": "base (the base model) or teacher (the teacher's full weights)"})
     base: str = field(default="", metadata={
         "help": "the base model (default: an adapter teacher's base, else the first round's teacher)"})
-    eval_splits: tuple[str, ...] = field(default=("test",), metadata={
-        "help": "splits whose ground truth is the held-out set (fixed by the first round)"})
+    heldout: str = field(default="split = 'test'", metadata={
+        "help": "SQL condition over the videos table's columns and `split` choosing the held-out videos, whose "
+                "ground truth the students are scored on (fixed by the first round; never in a round's mixture)"})
+    label: bool = field(default=True, metadata={
+        "help": "label the pool with the teacher (off: train on ground truth only, e.g. round 0 from a seed)"})
     eval_max_samples: int = field(default=200, metadata={"help": "most held-out samples per task"})
-    eval_dense_tokens: int = field(default=512, metadata={"help": "token budget of a held-out dense caption"})
+    eval_dense_tokens: int = field(default=512, metadata={
+        "help": "token budget of a held-out dense caption (0: dense captions are not scored)"})
+    eval_frames: int = field(default=64, metadata={"help": "most frames per held-out sample (as --sample-frames)"})
     truth_dir: str = field(default="", metadata={
         "help": "folder of truth JSON hidden from the round (<video stem>.json): measures the gate"})
 
@@ -72,22 +76,24 @@ class RoundConfig:
             out.append(f"--data {self.data}: no such dataset folder (build one with `densevid run`)")
         if self.truth_dir and not Path(self.truth_dir).is_dir():
             out.append(f"--truth-dir {self.truth_dir}: no such folder")
-        if not self.eval_splits:
-            out.append("--eval-splits needs at least one split")
+        if self.eval_frames < 2 or self.eval_frames % 2:
+            out.append(f"--eval-frames {self.eval_frames} must be even and >= 2")
+        if self.eval_dense_tokens < 0:
+            out.append(f"--eval-dense-tokens {self.eval_dense_tokens} must be >= 0 (0: no dense scores)")
         if self.eval_max_samples < 1:
             out.append(f"--eval-max-samples {self.eval_max_samples} must be >= 1")
         return out
 
 
-Label = Callable[[str, frozenset, bool], object]  # (teacher, pool video ids, include rejected) -> stage stats
+Label = Callable[[str, frozenset, bool], list]  # (teacher, pool video ids, include rejected) -> stages' Stats
 
 
 def round_dir(ds: Dataset, n: int) -> Path:
-    return ds.root / "rounds" / f"round-{n}"
+    return ds.root / "loop" / f"round-{n}"
 
 
 def heldout_dir(ds: Dataset) -> Path:
-    return ds.root / "rounds" / "heldout"
+    return ds.root / "loop" / "heldout"
 
 
 def finished_round(ds: Dataset, n: int) -> dict | None:
@@ -111,15 +117,17 @@ def run_round(cfg: RoundConfig, label: Label, log=print) -> dict:
     out = round_dir(ds, cfg.round)
     out.mkdir(parents=True, exist_ok=True)
     steps = _read_steps(out)
-    pool = pool_videos(ds, cfg.pool)
-    if not pool:
+    pool = pool_videos(ds, cfg.pool, "--pool") if cfg.label else []
+    if cfg.label and not pool:
         raise ValueError(f"--pool {cfg.pool!r} chooses no video; `densevid sql --data {ds.root} "
                          "\"SELECT domain, count(*) FROM videos GROUP BY ALL\"` shows what there is")
     teacher = model_key(cfg.teacher)
-    log(f"round {cfg.round}: teacher {teacher}, {len(pool)} pool videos")
-    _step(steps, out, "label", lambda: label(cfg.teacher, frozenset(pool), not cfg.gate), log)
-    heldout = ensure_heldout(ds, cfg.eval_splits)
-    mixture = _step(steps, out, "mix", lambda: str(build_round_mixture(ds, cfg)), log)
+    log(f"round {cfg.round}: teacher {teacher}, " + (f"{len(pool)} pool videos" if cfg.label else "no labelling"))
+    if cfg.label:
+        _step(steps, out, "label", lambda: label_failures(label(cfg.teacher, frozenset(pool), not cfg.gate)), log)
+    heldout = ensure_heldout(ds, cfg.heldout, base_model(cfg, ds), cfg.eval_frames)
+    held_ids = read_parquet_column(heldout / "manifest.parquet", "video_id")
+    mixture = _step(steps, out, "mix", lambda: str(build_round_mixture(ds, cfg, held_ids)), log)
     student = out / "student"
     _step(steps, out, "train", lambda: str(train_student(cfg, ds, mixture, student, log)), log)
     scores = _step(steps, out, "eval", lambda: evaluate_student(cfg, ds, student, heldout, out / "eval"), log)
@@ -127,6 +135,11 @@ def run_round(cfg: RoundConfig, label: Label, log=print) -> dict:
     ds.write("rounds", [row])
     ds.refresh_catalog()
     return row
+
+
+def label_failures(results) -> dict:
+    """What the label step keeps of its stages' stats: how many items failed (they are `failures` rows)."""
+    return {"failed": sum(r.n_failed for r in results or [])}
 
 
 def _step(steps: dict, out: Path, name: str, run: Callable, log):
@@ -163,13 +176,20 @@ def video_splits(ds: Dataset) -> dict[str, str]:
     return plan_splits(ds, [v["video_id"] for v in ds.rows("videos", ["video_id"])])[0]
 
 
-def pool_videos(ds: Dataset, condition: str) -> list[str]:
-    """Video ids matching ``condition`` (SQL over the videos table and ``split``), eval-only domains left out."""
+def read_parquet_column(path: Path, column: str) -> list:
+    import pyarrow.parquet as pq
+
+    return sorted(set(pq.read_table(path, columns=[column]).column(column).to_pylist()))
+
+
+def pool_videos(ds: Dataset, condition: str, flag: str = "--pool") -> list[str]:
+    """Video ids matching ``condition`` (SQL over the videos table and ``split``), eval-only domains left out;
+    ``flag`` names the option in errors."""
     import duckdb
     import pyarrow as pa
 
     if ";" in condition:
-        raise ValueError(f"--pool {condition!r} is one SQL condition (what follows WHERE); remove the ';'")
+        raise ValueError(f"{flag} {condition!r} is one SQL condition (what follows WHERE); remove the ';'")
     videos = ds.read("videos")
     splits = video_splits(ds)
     videos = videos.append_column("split", pa.array([splits[v] for v in videos.column("video_id").to_pylist()]))
@@ -179,15 +199,17 @@ def pool_videos(ds: Dataset, condition: str) -> list[str]:
         rows = con.execute(f"SELECT video_id FROM videos WHERE NOT list_contains(?, domain) AND ({condition}) "
                            "ORDER BY video_id", [list(EVAL_ONLY_DOMAINS)]).fetchall()
     except duckdb.Error as e:
-        raise ValueError(f"--pool {condition!r}: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"{flag} {condition!r}: {str(e).splitlines()[0]}") from None
     finally:
         con.close()
     return [r[0] for r in rows]
 
 
-def ensure_heldout(ds: Dataset, splits: tuple[str, ...]) -> Path:
-    """The fixed held-out set: written once from the eval splits' ground-truth samples (grounding, needles)
-    and one dense-caption prompt per video (scored against the truth, whoever captioned it)."""
+def ensure_heldout(ds: Dataset, condition: str, processor_model: str, frames: int = 64) -> Path:
+    """The fixed held-out set, written once: for every video ``condition`` chooses, a temporal-grounding sample
+    per ground-truth record and a dense-caption sample whose answer is the truth's events (scored against the
+    truth, whatever model captioned the video), plus the stored needle samples of the test split. It needs no
+    model's captions, so held-out videos are never labelled."""
     import pyarrow as pa
 
     from curation.store import atomic_write_parquet
@@ -195,20 +217,51 @@ def ensure_heldout(ds: Dataset, splits: tuple[str, ...]) -> Path:
     out = heldout_dir(ds)
     if (out / "manifest.parquet").exists():
         return out
-    rows = ds.sql(
-        "SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER (PARTITION BY video_id, task ORDER BY sample_id) AS n "
-        "FROM samples WHERE list_contains(?, split) AND list_contains(?, task) "
-        "AND (source = 'ground_truth' OR source IS NULL OR task = 'dense_caption')) "
-        "WHERE task <> 'dense_caption' OR n = 1 ORDER BY task, sample_id",
-        [list(splits), list(HELDOUT_TASKS)])
-    if rows.num_rows == 0:
-        raise ValueError(f"no held-out samples in split(s) {', '.join(splits)}: build them first (`densevid run` "
-                         "over all videos writes them) or name other splits with --eval-splits")
+    rows = heldout_samples(ds, pool_videos(ds, condition, "--heldout"), processor_model, frames)
+    if not rows:
+        raise ValueError(f"--heldout {condition!r}: no held-out sample, as no video it chooses has ground truth "
+                         "(generated truth JSON or `densevid import`); choose other videos")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_parquet(pa.Table.from_pylist(rows.to_pylist()), out / "manifest.parquet")
-    (out / "about.json").write_text(json.dumps({"dataset": str(ds.root), "splits": list(splits),
-                                                "samples": rows.num_rows}, indent=1))
+    atomic_write_parquet(pa.Table.from_pylist(rows), out / "manifest.parquet")
+    (out / "about.json").write_text(json.dumps({"dataset": str(ds.root), "heldout": condition,
+                                                "samples": len(rows)}, indent=1))
     return out
+
+
+def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, frames: int) -> list[dict]:
+    from curation.executors import RunOptions, run_stage
+    from curation.frames import FramePolicy
+    from synth.dense import render_dense
+    from synth.grounding import GroundTruthStage
+    from synth.tasks import DENSE_PROMPT, BUILDERS, Draft, TasksStage, VideoRows
+
+    split_of = video_splits(ds)
+    ids = frozenset(video_ids)
+    videos = [v for v in ds.rows("videos") if v["video_id"] in ids]
+    run_stage(GroundTruthStage(), ds, progress=False, options=RunOptions(videos=ids))
+    truth = {}
+    for g in ds.sql("SELECT * FROM grounding WHERE source = 'ground_truth' AND list_contains(?, video_id) "
+                    "ORDER BY video_id, start_s, phrase, record_id", [sorted(ids)]).to_pylist():
+        truth.setdefault(g["video_id"], []).append(g)
+    builder = TasksStage(model_id=processor_model, frames=FramePolicy(max_frames=frames))
+    builder.processor = _processor(processor_model)
+    rows = []
+    for v in videos:
+        records = truth.get(v["video_id"], [])
+        drafts = BUILDERS["temporal_grounding"](VideoRows(v, grounding=records))
+        if records:
+            events = [dict(start_s=g["start_s"], end_s=g["end_s"], summary=f"{g['phrase']} {g['action']}")
+                      for g in records]
+            drafts.append(Draft("dense_caption", "truth", DENSE_PROMPT, render_dense(events, details=False)))
+        rows += [builder.sample(v, d, split=split_of[v["video_id"]]) for d in drafts]
+    needles = ds.sql("SELECT * FROM samples WHERE task = 'needle' AND split = 'test' ORDER BY sample_id").to_pylist()
+    return rows + needles
+
+
+def _processor(model: str):
+    from model.loader import load_processor
+
+    return load_processor(model)
 
 
 # --- mixture, student, scores ---------------------------------------------------------------------------
@@ -218,16 +271,19 @@ def round_filter(teacher: str, gate: bool) -> str:
     """Samples a round trains on: ground truth, and the teacher's own samples (gated: only those whose
     grounding record passed; samples from captions have no record and pass)."""
     quoted = "'" + teacher.replace("'", "''") + "'"
-    admitted = "coalesce(s.passed_gate, true)" if gate else "true"
-    return f"(s.source = 'ground_truth' OR (s.model = {quoted} AND {admitted}))"
+    admitted = "coalesce(passed_gate, true)" if gate else "true"
+    return f"(origin = 'ground_truth' OR (model = {quoted} AND {admitted}))"
 
 
-def build_round_mixture(ds: Dataset, cfg: RoundConfig) -> Path:
+def build_round_mixture(ds: Dataset, cfg: RoundConfig, heldout_videos: list[str]) -> Path:
+    """The recipe's mixture with the round's filter; the held-out videos never enter it."""
     from mixtures.balance import build_mixtures
     from mixtures.recipe import load_mix_recipe
 
     recipe = load_mix_recipe(cfg.mix_recipe, parse_overrides(list(cfg.mix)))
-    own = round_filter(model_key(cfg.teacher), cfg.gate)
+    own = round_filter(model_key(cfg.teacher), cfg.gate) if cfg.label else "origin = 'ground_truth'"
+    if heldout_videos:
+        own += " AND NOT list_contains([" + ", ".join(f"'{v}'" for v in heldout_videos) + "], video_id)"
     recipe.filter = f"({recipe.filter}) AND {own}" if recipe.filter else own
     recipe.name, recipe.holdout = f"round-{cfg.round}", ()
     return build_mixtures(ds, recipe)[0].path
@@ -267,7 +323,8 @@ def evaluate_student(cfg: RoundConfig, ds: Dataset, student: Path, heldout: Path
     from finetune.evaluate import EvalConfig, run_eval
 
     report = run_eval(EvalConfig(model=str(student), mixture=str(heldout), data=str(ds.root), out=str(out),
-                                 max_samples=cfg.eval_max_samples, dense_max_new_tokens=cfg.eval_dense_tokens))
+                                 max_samples=cfg.eval_max_samples, dense_captions=cfg.eval_dense_tokens > 0,
+                                 dense_max_new_tokens=max(1, cfg.eval_dense_tokens)))
     return brief_scores(report)
 
 
@@ -307,8 +364,8 @@ def mixture_counts(mixture: str) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = pq.read_table(Path(mixture) / "manifest.parquet", columns=["source"])
-    model = pc.sum(pc.equal(t.column("source"), "model")).as_py() or 0
+    t = pq.read_table(Path(mixture) / "manifest.parquet", columns=["origin"])
+    model = pc.sum(pc.equal(t.column("origin"), "model")).as_py() or 0
     return dict(samples=t.num_rows, model=model, truth=t.num_rows - model)
 
 
@@ -323,7 +380,8 @@ def round_row(cfg: RoundConfig, ds: Dataset, pool: list[str], mixture: str, stud
     return dict(
         round=cfg.round, teacher=teacher, teacher_revision=model_revision(cfg.teacher), student=str(student),
         student_revision=model_revision(student), student_init=student_start(cfg, ds), mixture=mixture,
-        pool=cfg.pool, pool_videos=len(pool), records=gate["records"], gate="on" if cfg.gate else "off",
+        pool=cfg.pool, pool_videos=len(pool), label_failures=(steps.get("label", {}).get("result") or {}).get("failed"),
+        records=gate["records"], gate="on" if cfg.gate else "off",
         gate_pass_rate=gate["passed"], gate_check_rates=json.dumps(gate["checks"]),
         gate_truth=json.dumps(truth) if truth else None, mixture_samples=counts["samples"],
         model_samples=counts["model"], truth_samples=counts["truth"], grounding_miou=grounding.get("miou"),

@@ -21,6 +21,7 @@ from curation.store import Dataset
 from report import data as D
 from report import html as H
 from report.assets import CSS, JS
+from report.rounds import rounds_html, rounds_page
 from report.thumbs import Thumbs
 
 STATE = ".report-state.json"
@@ -30,7 +31,7 @@ def _code_version() -> str:
     """A digest of the code that renders pages: changing a template rewrites every page."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("data.py", "html.py", "assets.py", "thumbs.py"):
+    for name in ("data.py", "html.py", "assets.py", "thumbs.py", "rounds.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -132,6 +133,8 @@ def write_report(data: str | Path, out: str | Path, progress: bool = True, thumb
     for m in mixtures:
         needs = [(x["video_id"], x["uri"], D.chat_frames(x["chat"])) for x in m["examples"]]
         put(f"mixtures/{m['page']}.html", m, lambda _err, m=m: H.mixture_html(m, thumbs), needs=needs)
+    rounds = rounds_page(ds)
+    put("rounds.html", rounds, lambda _err: rounds_html(rounds))
     overview = D.overview(tables, mixtures)
     put("index.html", [overview, str(ds.root)], lambda _err: H.overview_html(overview, str(ds.root)))
 

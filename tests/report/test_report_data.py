@@ -161,7 +161,7 @@ def test_thumbnail_is_the_exact_frame_at_its_index(report_site):
 def test_first_run_cuts_every_thumbnail_and_writes_every_page(report_site):
     root, out, res = report_site
     t = D.load_tables(Dataset(root))
-    n_pages = 1 + 1 + len(t.videos) + 1  # overview, one list page, videos, the mixture
+    n_pages = 1 + 1 + len(t.videos) + 1 + 1  # overview, one list page, videos, the mixture, the rounds
     assert (res.pages_written, res.pages_reused, res.videos, res.mixtures) == (n_pages, 0, len(t.videos), 1)
     assert res.thumbs_cut == len(list((out / "thumbs").rglob("*.jpg"))) > 0 and not res.thumb_failures
     for v in t.videos:
@@ -221,4 +221,4 @@ def test_the_video_list_is_paged_and_the_filter_data_holds_every_video(tmp_path)
     assert sorted(v["video_id"] for v in listed) == [f"v{i:05d}" for i in range(n)]
     index = (out / "index.html").read_text()
     assert all(f'href="list/{p.name}"' in index for p in pages) and "clip00001" not in index
-    assert res.pages_written == 1 + 3 + n
+    assert res.pages_written == 1 + 3 + n + 1  # overview, list pages, videos, the rounds

@@ -125,6 +125,17 @@ def test_a_verdict_passes_only_when_every_check_holds():
     assert bad["missing_words"] == ["red"] and bad["max_jump_per_s"] == pytest.approx(4000.0)
 
 
+def test_only_the_chosen_checks_decide_passed_and_every_check_is_still_measured():
+    no_caption = judge(_record(), SEGMENT, FPS, "a blue circle", (2.0, 6.0), (2.5, 6.0),
+                       GateConfig(checks=("form", "cycle", "unique")))
+    assert (no_caption["caption_ok"], no_caption["passed"]) == (False, True)
+    assert no_caption["reasons"] == ["caption: red, square of 'the red square' not in the caption"]
+    assert not judge(_record(), SEGMENT, FPS, "a blue circle", (2.0, 6.0), (2.5, 6.0), GATE)["passed"]
+    assert GateConfig(checks=("form", "size")).problems() == [
+        "--checks form,size: name one or more of form, caption, cycle, unique"]
+    assert GateConfig(checks=()).problems() == ["--checks : name one or more of form, caption, cycle, unique"]
+
+
 def test_the_question_is_the_samples_and_the_answer_is_their_time_text():
     assert cycle_question("the red square", "move up") == (
         "When does the red square move up? Answer with the time span as <start - end seconds>.")
