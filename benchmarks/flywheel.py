@@ -99,11 +99,10 @@ def gate_truth_table(row: dict) -> list[str]:
     truth = json.loads(row["gate_truth"]) if row["gate_truth"] else {}
     lines = ["| check | records | passed | precision of passed | recall of correct | precision of rejected | "
              "recall of incorrect |", "|---|---|---|---|---|---|---|"]
-    for check, s in truth.items():
-        if isinstance(s, dict) and "precision_passed" in s:
-            lines.append(f"| {check} | {s.get('n')} | {s.get('n_passed')} | " + " | ".join(
-                "-" if s.get(k) is None else f"{s[k]:.3f}"
-                for k in ("precision_passed", "recall_correct", "precision_rejected", "recall_incorrect")) + " |")
+    for check, s in truth.get("checks", {}).items():
+        lines.append(f"| {check} | {s['n']} (correct {s['n_correct']}) | {s['n_passed']} | " + " | ".join(
+            "-" if s.get(k) is None else f"{s[k]:.3f}"
+            for k in ("precision_passed", "recall_correct", "precision_rejected", "recall_incorrect")) + " |")
     return lines
 
 

@@ -69,11 +69,10 @@ def _truth_html(r: dict) -> str:
     rows = [f'<h2>Round {int(r["round"])}: the gate against hidden truth</h2><table><tr><th>check</th>'
             "<th>precision of passed</th><th>recall of correct</th><th>precision of rejected</th>"
             "<th>recall of incorrect</th></tr>"]
-    for check, s in r["gate_truth"].items():
-        if isinstance(s, dict) and "precision_passed" in s:
-            rows.append(f"<tr><td>{e(check)}</td>" + "".join(
-                f'<td class="num">{n(s.get(k), ".3f")}</td>'
-                for k in ("precision_passed", "recall_correct", "precision_rejected", "recall_incorrect")) + "</tr>")
+    for check, s in r["gate_truth"]["checks"].items():
+        rows.append(f"<tr><td>{e(check)}</td>" + "".join(
+            f'<td class="num">{n(s.get(k), ".3f")}</td>'
+            for k in ("precision_passed", "recall_correct", "precision_rejected", "recall_incorrect")) + "</tr>")
     rows.append("</table>")
     return "".join(rows)
 
