@@ -20,7 +20,7 @@ from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake
 _VIDEO_COLUMNS = "coalesce(v.source, '') AS source, v.duration_s AS video_duration_s, " \
                  "v.width AS video_width, v.height AS video_height"
 _HELPER_COLUMNS = ("cum", "pick", "unit_weight", "passes_filter", "eligible", "video_duration_s", "video_width",
-                   "video_height", "keep")
+                   "video_height", "keep", "dropped_share")
 
 
 def sql_literal(value) -> str:
@@ -30,23 +30,26 @@ def sql_literal(value) -> str:
 
 
 def pool_sql(recipe: MixRecipe) -> str:
-    """CTEs ending in ``pool``: every sample of the split with its video's columns, ``keep`` (every segment
-    its clip overlaps is kept by the ``quality`` view; true where quality did not run), its weight in the unit, a
-    seeded md5 as a 128-bit number to order by (stable across DuckDB versions, unlike ``hash()``), and whether
-    it passes the filter and the per-video cap (``eligible``)."""
+    """CTEs ending in ``pool``: every sample of the split with its video's columns, ``dropped_share`` (the share
+    of its clip's segment frames the ``quality`` view drops) and ``keep`` (that share is below the recipe's
+    ``max_dropped_share``: a segment-level sample follows its segment, a whole-video one survives a bad tail),
+    its weight in the unit, a seeded md5 as a 128-bit number to order by (stable across DuckDB versions,
+    unlike ``hash()``), and whether it passes the filter and the per-video cap (``eligible``)."""
     where = [f"s.split = {sql_literal(recipe.split)}"] if recipe.split else []
     if recipe.tasks:
         where.append("s.task IN (" + ", ".join(sql_literal(t) for t in recipe.tasks) + ")")
     cap = (f"passes_filter AND row_number() OVER (PARTITION BY video_id, passes_filter ORDER BY pick) "
            f"<= {recipe.max_per_video}") if recipe.max_per_video else "passes_filter"
+    overlap = "least(g.end_frame, s.clip_end_frame) - greatest(g.start_frame, s.clip_start_frame)"
     return f"""WITH clip_keep AS (
-  SELECT s.sample_id, bool_and(q.keep) AS keep
+  SELECT s.sample_id, coalesce(sum({overlap}) FILTER (WHERE NOT q.keep), 0) / sum({overlap}) AS dropped_share
   FROM samples s JOIN segments g ON g.video_id = s.video_id
     AND g.start_frame < s.clip_end_frame AND g.end_frame > s.clip_start_frame
   JOIN quality q ON q.segment_id = g.segment_id
   GROUP BY s.sample_id),
 joined AS (
-  SELECT s.*, {_VIDEO_COLUMNS}, coalesce(k.keep, TRUE) AS keep
+  SELECT s.*, {_VIDEO_COLUMNS}, coalesce(k.dropped_share, 0.0) AS dropped_share,
+    coalesce(k.dropped_share, 0.0) < {sql_literal(recipe.max_dropped_share)} AS keep
   FROM samples s LEFT JOIN videos v ON v.video_id = s.video_id LEFT JOIN clip_keep k ON k.sample_id = s.sample_id
   WHERE {" AND ".join(where) or "TRUE"}),
 weighed AS (
@@ -138,6 +141,11 @@ def _marginal_targets(recipe: MixRecipe, plan: Plan, mass: dict[Cell, float], st
             out[dim] = temperature_shares(sizes, recipe.temperature)
             continue
         absent = [g for g, share in explicit.items() if share > 0 and g not in sizes]
+        if absent and not strict and len(absent) == sum(share > 0 for share in explicit.values()):
+            raise ValueError(f"the targets cannot all hold at once in split {recipe.split!r}: none of the "
+                             f"targets.{dim} groups ({', '.join(absent)}) has samples there after the filter and "
+                             f"the per-video cap; present: {', '.join(sorted(sizes))}. Give that split samples "
+                             f"of them, or leave it out (holdout=)")
         if absent and strict:
             raise ValueError(f"targets.{dim}: {', '.join(absent)} ha{'s' if len(absent) == 1 else 've'} no "
                              f"samples in split {recipe.split!r} after the filter and the per-video cap; "
@@ -261,17 +269,19 @@ class Built:
 
 
 def build_mixtures(ds: Dataset, recipe: MixRecipe, dry_run: bool = False) -> list[Built]:
-    """The recipe's mixture, then one per held-out split; ``dry_run`` selects and reports without writing."""
+    """The recipe's mixture, then one per held-out split; ``dry_run`` selects and reports without writing.
+    Every split is planned and selected before any is written, so a recipe that cannot hold writes nothing."""
     problems = recipe.problems()
     if problems:
         raise ValueError("bad mixture recipe:\n  " + "\n  ".join(problems))
     con = ds.connect(read_only=True)
     try:
-        out = [_build_one(ds, con, recipe, strict=True, dry_run=dry_run)]
-        out += [_build_one(ds, con, recipe.for_split(h), strict=False, dry_run=dry_run) for h in recipe.holdout]
+        chosen = [_select(ds, con, recipe, strict=True)]
+        chosen += [_select(ds, con, recipe.for_split(h), strict=False) for h in recipe.holdout]
     finally:
         con.close()
-    return out
+    return [built if dry_run or manifest is None else _write(ds, built, manifest, r)
+            for r, (built, manifest) in zip([recipe, *map(recipe.for_split, recipe.holdout)], chosen)]
 
 
 def build_mixture(ds: Dataset, recipe: MixRecipe) -> Path:
@@ -279,26 +289,29 @@ def build_mixture(ds: Dataset, recipe: MixRecipe) -> Path:
     return build_mixtures(ds, recipe)[0].path
 
 
-def _build_one(ds: Dataset, con, recipe: MixRecipe, strict: bool, dry_run: bool) -> Built:
+def _select(ds: Dataset, con, recipe: MixRecipe, strict: bool) -> tuple[Built, pa.Table | None]:
+    """One split's plan, selection and report (nothing written)."""
     plan = plan_mixture(con, recipe, strict)
     if not plan.sql:
         if strict:
             raise ValueError(f"no samples in split {recipe.split!r} pass the recipe's tasks and filter; build "
                              f"samples first (`densevid tasks`) or loosen the filter")
-        return Built(recipe.name, None, balance(plan, None), "")
+        return Built(recipe.name, None, balance(plan, None), ""), None
     manifest = _run(con, plan.sql, "the selection query")
     report = balance(plan, manifest)
     report["dataset"] = str(ds.root)
-    if dry_run:
-        return Built(recipe.name, None, report, plan.sql)
+    return Built(recipe.name, None, report, plan.sql), manifest
+
+
+def _write(ds: Dataset, built: Built, manifest: pa.Table, recipe: MixRecipe) -> Built:
     out = ds.root / "mixtures" / recipe.name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(manifest, out / "manifest.parquet")
-    recipe_json = {**asdict(recipe), "sql": plan.sql, "balance_sql": stats_sql(recipe)}
+    recipe_json = {**asdict(recipe), "sql": built.sql, "balance_sql": stats_sql(recipe)}
     (out / "recipe.json").write_text(json.dumps(_finite(recipe_json), indent=1))
-    (out / "balance.json").write_text(json.dumps(_finite(report), indent=1))
-    write_chart(report, out / "balance.png")
-    return Built(recipe.name, out, report, plan.sql)
+    (out / "balance.json").write_text(json.dumps(_finite(built.report), indent=1))
+    write_chart(built.report, out / "balance.png")
+    return Built(built.name, out, built.report, built.sql)
 
 
 def _finite(value):

@@ -50,6 +50,9 @@ class MixRecipe:
     allows) is the total; a group short of its share is ``upsample``d (up to ``max_repeat`` copies) or the
     others ``shrink`` to keep the shares. ``filter`` is a SQL condition over samples and their video's columns;
     ``max_per_video`` caps samples per video; ``seed`` picks which samples, by a stable hash.
+    ``max_dropped_share``: a sample's ``keep`` (for ``filter: keep``) holds while the share of its clip's
+    segment frames that the ``quality`` view drops is below this, so a segment-level sample follows its own
+    segment and a whole-video sample survives a bad tail.
     """
 
     name: str = "balanced"
@@ -65,6 +68,7 @@ class MixRecipe:
     tasks: tuple[str, ...] = ()
     filter: str = ""
     max_per_video: int = 0
+    max_dropped_share: float = 0.25
     seed: int = 0
 
     def problems(self) -> list[str]:
@@ -105,6 +109,9 @@ class MixRecipe:
             out.append("shortfall=upsample needs a budget: upsampling fills short groups up to their share of it")
         if self.max_per_video < 0:
             out.append(f"max_per_video {self.max_per_video} must be >= 0 (0: no cap)")
+        if not 0 < self.max_dropped_share <= 1:
+            out.append(f"max_dropped_share {self.max_dropped_share} must be in (0, 1]: a sample keeps while the "
+                       "share of its clip that quality drops is below it")
         if ";" in self.filter:
             out.append("filter is one SQL condition (what follows WHERE); remove the ';'")
         return out

@@ -48,8 +48,13 @@ def rake(mass: dict[Cell, float], targets: dict[int, dict[str, float]], names: t
     for _ in range(max_iter):
         for dim, target in targets.items():
             have = marginal(shares, dim)
+            lost = sorted(g for g, t in target.items() if t > 0 and not have.get(g))
+            if lost:
+                raise _cannot_hold(names[dim] if names else str(dim), lost)
             shares = {c: v * target.get(c[dim], 0.0) / have[c[dim]] for c, v in shares.items()}
-        worst = max((abs(marginal(shares, d).get(g, 0.0) - t), d) for d, tg in targets.items() for g, t in tg.items())
+            shares = {c: v for c, v in shares.items() if v > 0}  # a group given no share stays out
+        worst = max(((abs(marginal(shares, d).get(g, 0.0) - t), d) for d, tg in targets.items() for g, t in tg.items()),
+                    default=(0.0, 0))
         if worst[0] < tol:
             break
     if worst[0] < accept:  # a target on the edge of what the cells allow converges slowly; close is enough
@@ -58,6 +63,13 @@ def rake(mass: dict[Cell, float], targets: dict[int, dict[str, float]], names: t
     raise ValueError(f"the targets cannot all hold at once (the {dim} shares miss by {worst[0]:.2g}): some groups "
                      f"of one dimension only occur with groups another dimension gives little or no share; "
                      f"loosen one dimension's targets")
+
+
+def _cannot_hold(dim: str, groups: list[str]) -> ValueError:
+    one = len(groups) == 1
+    return ValueError(f"the targets cannot all hold at once: {dim} {', '.join(groups)} "
+                      f"ha{'s' if one else 've'} samples only in groups another dimension's targets give no share; "
+                      f"give those groups a share or drop {'it' if one else 'them'} from the {dim} targets")
 
 
 def plan_total(shares: dict[Cell, float], mass: dict[Cell, float], repeats: int, budget: float) -> float:

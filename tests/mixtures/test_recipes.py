@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.store import Dataset
-from mixtures.balance import build_mixtures, max_error
+from mixtures.balance import build_mixtures, max_error, pool_sql
 from mixtures.recipe import load_mix_recipe
 from mixtures.shares import rake, temperature_shares
 
@@ -194,8 +194,61 @@ def test_bad_recipes_name_the_problem(ds, overrides, message):
 def test_every_recipe_problem_at_once():
     with pytest.raises(ValueError) as e:
         load_mix_recipe(None, {"unit": "minutes", "shortfall": "upsample", "max_repeat": 0, "temperature": 0,
-                               "balance_by": ["colour"], "filter": "1; DROP", "holdout": ["train"]})
+                               "balance_by": ["colour"], "filter": "1; DROP", "holdout": ["train"],
+                               "max_dropped_share": 0})
     text = str(e.value)
     for part in ("unit 'minutes'", "needs a budget", "max_repeat 0", "temperature 0", "balance_by 'colour'",
-                 "remove the ';'", "includes split 'train'"):
+                 "remove the ';'", "includes split 'train'", "max_dropped_share 0 must be in (0, 1]"):
         assert part in text
+
+
+def test_a_domain_without_the_targeted_task_cannot_hold(tmp_path):
+    """Domain balancing plus targets.task={dense_caption: 1} with a domain that has only grounding samples:
+    raking divided by zero; it is the "cannot all hold" report, naming the domain."""
+    small = Dataset(tmp_path / "d")
+    small.write("samples", [_sample(i, "a", "dense_caption", "a0", 10, 100) for i in range(4)] +
+                [_sample(10 + i, "c", "temporal_grounding", "c0", 10, 100) for i in range(4)])
+    with pytest.raises(ValueError, match="cannot all hold at once: domain c has samples only in groups"):
+        mix(small, "balanced", targets={"task": {"dense_caption": 1}})
+    assert not (small.root / "mixtures").exists()
+
+
+def test_a_held_out_split_without_the_targeted_groups_fails_before_anything_is_written(ds):
+    """val holds only dense captions; targeting grounding used to write the main mixture, then fail on max()
+    of an empty sequence."""
+    with pytest.raises(ValueError, match="cannot all hold at once in split 'val': none of the targets.task groups "
+                                         r"\(temporal_grounding\) has samples there"):
+        mix(ds, "natural", name="tg-only", targets={"task": {"temporal_grounding": 1}})
+    assert not (ds.root / "mixtures" / "tg-only").exists()
+    assert per(mix(ds, "natural", name="tg-train", holdout=[], targets={"task": {"temporal_grounding": 1}})[0],
+               "task") == {"temporal_grounding": 15}
+
+
+def _segment(seg, video, a, b):
+    return dict(segment_id=seg, video_id=video, idx=0, start_s=a / 10, end_s=b / 10, start_frame=a, end_frame=b)
+
+
+def test_keep_is_decided_per_sample_by_the_share_of_its_clip_that_quality_drops(tmp_path):
+    """A black tail used to drop every whole-video sample of its video. Video w: 20% black at the end, so
+    its dense caption keeps (under max_dropped_share 0.25) and only the tail's own segment sample drops;
+    video h: half black, so its dense caption drops too."""
+    d = Dataset(tmp_path / "d")
+    spans = {"w": [(0, 30), (30, 60), (60, 80), (80, 100)], "h": [(0, 50), (50, 100)]}
+    black = {"w3", "h1"}
+    d.write("segments", [_segment(f"{v}{k}", v, a, b) for v, s in spans.items() for k, (a, b) in enumerate(s)])
+    d.write("quality_signals", [dict(segment_id=f"{v}{k}", video_id=v, duration_s=(b - a) / 10, width=64, height=48,
+                                     quality_keep=f"{v}{k}" not in black, quality_reason="black" * (f"{v}{k}" in black))
+                                for v, s in spans.items() for k, (a, b) in enumerate(s)])
+    rows = []
+    for v, s in spans.items():
+        rows.append(dict(_sample(len(rows), "x", "dense_caption", v, 10, 100), sample_id=f"dense_{v}"))
+        rows += [dict(_sample(len(rows), "x", "segment_caption", v, 10, 100), sample_id=f"seg_{v}{k}",
+                      clip_start_frame=a, clip_end_frame=b) for k, (a, b) in enumerate(s)]
+    d.write("samples", rows)
+    kept = {r["sample_id"] for r in manifest(mix(d, "natural", holdout=[], filter="keep")[0])}
+    assert kept == {"dense_w", "seg_w0", "seg_w1", "seg_w2", "seg_h0"}
+    strict = {r["sample_id"] for r in manifest(mix(d, "natural", name="strict", holdout=[], filter="keep",
+                                                   max_dropped_share=0.1)[0])}
+    assert strict == kept - {"dense_w"}
+    shares = d.sql(pool_sql(load_mix_recipe("natural", {"holdout": []})) + " SELECT sample_id, dropped_share FROM pool")
+    assert {r["sample_id"]: r["dropped_share"] for r in shares.to_pylist()}["dense_w"] == pytest.approx(0.2)
