@@ -11,6 +11,7 @@ catalog's ``quality`` view joins them into ``keep`` and ``reason`` (``curation.s
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -23,17 +24,19 @@ from curation.store import Dataset
 from curation.video import read_frames
 
 PROBES = (0.2, 0.4, 0.6, 0.8)  # relative times of the frames a segment's sharpness and borders are read from
-FROZEN_DIFF = 0.1  # a frame whose content change (PySceneDetect's content score, 0..255) is below this is frozen
+FROZEN_DIFF = 0.05  # a frame whose motion (grey change from the frame before, 0..255) is below this is frozen
 BLACK_LUMA = 16.0  # mean brightness (0..255) below which a frame is black
 
 
 def frame_fractions(motion: np.ndarray, luma: np.ndarray) -> dict:
-    """Frozen and black fractions of a segment's frames, from the split pass's per-frame arrays."""
+    """A segment's mean motion and its frozen and black fractions, from the split pass's per-frame arrays
+    (``curation.scenes.MotionTrack``: the same unit for every detector and frame skip)."""
     if len(motion) == 0:
-        return dict(frozen_frac=0.0, black_frac=0.0)
+        return dict(motion=0.0, frozen_frac=0.0, black_frac=0.0)
     # the first frame of a segment has no predecessor in it: its change is the cut's, not the segment's
     moving = np.asarray(motion[1:] if len(motion) > 1 else motion)
-    return dict(frozen_frac=float(np.mean(moving < FROZEN_DIFF)), black_frac=float(np.mean(np.asarray(luma) < BLACK_LUMA)))
+    return dict(motion=float(moving.mean()), frozen_frac=float(np.mean(moving < FROZEN_DIFF)),
+                black_frac=float(np.mean(np.asarray(luma) < BLACK_LUMA)))
 
 
 def _opt(default, help: str, **meta):
@@ -238,90 +241,131 @@ def agreement(a: Signature, b: Signature) -> float:
 
 class DupIndex:
     """Segments bucketed by their samples' mean colours (multi-index hashing): a new segment is aligned only
-    with those that share a bucket."""
+    with those that share a bucket. Each segment is held as its stored signature bytes and decoded when
+    compared (a couple of thousand decoded at a time), so memory grows by the bytes, not by float copies.
+    ``raw`` is the column of signatures as read (Arrow buffers); each indexed segment names its row in it."""
 
-    def __init__(self):
-        self.buckets: dict[tuple, list[str]] = {}
-        self.signatures: dict[str, Signature] = {}
-        self.group: dict[str, str] = {}
+    def __init__(self, raw, cache: int = 2048):
+        self.raw = raw
+        self.buckets: dict[tuple, list[int]] = {}
+        self.ids: list[str] = []
+        self.rows: list[int] = []
+        self.videos: list[str] = []
+        self.groups: list[str] = []
+        self.group_videos: dict[str, set[str]] = {}  # group -> the videos with a segment in it
         self.compared = 0
+        self._decoded: dict[int, Signature] = {}
+        self._cache = cache
 
-    def add(self, seg_id: str, sig: Signature, group: str) -> None:
-        self.signatures[seg_id], self.group[seg_id] = sig, group
+    def add(self, seg_id: str, video_id: str, row: int, sig: Signature, group: str) -> None:
+        pos = len(self.ids)
+        self.ids.append(seg_id)
+        self.rows.append(row)
+        self.videos.append(sys.intern(video_id))
+        self.groups.append(sys.intern(group))
+        self.group_videos.setdefault(self.groups[pos], set()).add(self.videos[pos])
         for key in sig.keys:
-            self.buckets.setdefault(key, []).append(seg_id)
+            self.buckets.setdefault(key, []).append(pos)
 
-    def matches(self, sig: Signature) -> list[tuple[float, str]]:
-        """(agreement, id) of every indexed segment that matches, best first."""
-        seen = {s for key in sig.keys for s in self.buckets.get(key, ())}
+    def signature(self, pos: int) -> Signature:
+        sig = self._decoded.get(pos)
+        if sig is None:
+            if len(self._decoded) >= self._cache:
+                self._decoded.pop(next(iter(self._decoded)))  # the oldest decoded
+            sig = self._decoded[pos] = Signature.from_bytes(self.raw[self.rows[pos]].as_py())
+        return sig
+
+    def matches(self, sig: Signature, video_id: str = "") -> list[tuple[float, int]]:
+        """(agreement, position) of every indexed segment of another video that matches, best first: a shot
+        that recurs inside one video (two cameras, a refrain) is not a copy of itself."""
+        seen = {p for key in sig.keys for p in self.buckets.get(key, ()) if self.videos[p] != video_id}
         self.compared += len(seen)
-        found = ((agreement(sig, self.signatures[s]), s) for s in seen)
-        return sorted(((score, s) for score, s in found if score >= MIN_AGREEING), key=lambda m: (-m[0], m[1]))
+        found = ((agreement(sig, self.signature(p)), p) for p in seen)
+        return sorted(((score, p) for score, p in found if score >= MIN_AGREEING),
+                      key=lambda m: (-m[0], self.ids[m[1]]))
+
+
+def decode_signature(raw: bytes | None) -> Signature | None:
+    """The signature, or None when there is none or its bytes are not whole layouts (a damaged row)."""
+    if not raw or len(raw) % (CELLS * 3):
+        return None
+    return Signature.from_bytes(raw)
 
 
 @dataclass
 class DedupStage(Stage):
     """Near-duplicate groups across the whole dataset (``duplicates``): each new segment joins the group
-    of the best earlier segment it matches (the earliest group when it matches several, the others listed
-    in ``other_groups``), else starts its own. Which member is kept is decided when read (the ``quality``
-    view), so a longer copy that arrives later takes over. Segments split before signatures were stored
-    have none and stay alone."""
+    of the best earlier segment of another video it matches (the earliest group when it matches several,
+    the others listed in ``other_groups``), else starts its own. A group never holds two segments of one
+    video. Which member is kept is decided when read (the ``quality`` view), so a longer copy that arrives
+    later takes over. Segments split before signatures were stored have none and stay alone.
+
+    New segments are compared with each other too, so all of them go through one pass: a pass that holds
+    only some (``--shard``, ``max_items``, the one-by-one retry after a failed batch) fails them with the
+    way out instead of grouping them apart."""
 
     name = "dedup"
     inputs = ("segments",)
     output = "duplicates"
     item_column = "segment_id"
     batch_size = 1_000_000  # one batch: new segments are matched against each other too
+    batch_error = ""  # why the one pass failed, for the messages of the one-by-one retry
 
     def items(self, ds: Dataset) -> list[dict]:
-        rows = ds.rows("segments", ["segment_id", "video_id"])
-        return sorted((dict(r, item_id=r["segment_id"]) for r in rows), key=lambda r: r["item_id"])
+        t = ds.read("segments", ["segment_id", "video_id"])
+        rows = zip(t.column("segment_id").to_pylist(), t.column("video_id").to_pylist())
+        return [dict(item_id=s, segment_id=s, video_id=v) for s, v in sorted(rows)]
 
     def done_ids(self, ds: Dataset) -> set[str]:
         return key_set(ds, "duplicates", "segment_id")
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
-        raw = {r["segment_id"]: r["signature"] for r in ds.rows("segments", ["segment_id", "signature"])}
-        index = DupIndex()
-        for d in ds.rows("duplicates", ["segment_id", "dup_group"]):
-            index.add(d["segment_id"], Signature.from_bytes(raw.get(d["segment_id"])), d["dup_group"])
-        rows = []
-        for seg in batch:
-            sig = Signature.from_bytes(raw.get(seg["segment_id"]))
-            found = index.matches(sig) if len(sig.colours) else []
-            groups = sorted({index.group[s] for _, s in found})
-            group = groups[0] if groups else seg["segment_id"]
-            index.add(seg["segment_id"], sig, group)
-            rows.append(dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
-                             matched=found[0][1] if found else "", similarity=found[0][0] if found else None,
-                             other_groups=groups[1:], code_version=CODE_VERSION))
-            stats.add("duplicates" if found else "unique" if len(sig.colours) else "no_signature")
+        self._check_one_pass(batch, ds)
+        try:
+            return self._dedup(batch, ds, stats)
+        except Exception as e:
+            self.batch_error = f"{type(e).__name__}: {e}"
+            raise
+
+    def _check_one_pass(self, batch: list[dict], ds: Dataset) -> None:
+        from curation.stage import done_items
+
+        new = {it["item_id"] for it in self.items(ds)} - done_items(self, ds)
+        if len(new - {it["item_id"] for it in batch}):
+            first = f"; the pass over all of them failed first ({self.batch_error})" if self.batch_error else ""
+            raise ValueError(f"dedup compares new segments with each other, so it runs as one pass per dataset: "
+                             f"this pass holds {len(batch)} of the {len(new)} new segments{first}; run "
+                             f"`densevid dedup --data DIR` without --shard once every shard has split")
+
+    def _dedup(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        t = ds.read("segments", ["segment_id", "signature"])
+        row_of = {s: k for k, s in enumerate(t.column("segment_id").to_pylist())}
+        index = DupIndex(t.column("signature"))  # chunks as read: no copy, no 2 GiB offset limit
+        del t
+        d = ds.read("duplicates", ["segment_id", "video_id", "dup_group"])
+        for seg_id, video_id, group in zip(*(d.column(c).to_pylist() for c in ("segment_id", "video_id", "dup_group"))):
+            sig = decode_signature(index.raw[row_of[seg_id]].as_py()) if seg_id in row_of else None
+            if sig is not None:
+                index.add(seg_id, video_id, row_of[seg_id], sig, group)
+        del d
+        rows = [self._row(index, seg, row_of.get(seg["segment_id"]), stats) for seg in batch]
         stats.add("pairs_compared", index.compared)
         return rows
 
-
-def split_keys(ds: Dataset) -> dict[str, str]:
-    """video_id -> the video whose id decides its train/val/test split: the smallest id among the videos
-    its segments share near-duplicate groups with (or bridge groups with: ``other_groups``), so a re-upload
-    lands in the same split as its original."""
-    parent: dict[str, str] = {}
-
-    def find(v: str) -> str:
-        while parent.setdefault(v, v) != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    def union(a: str, b: str) -> None:
-        a, b = find(a), find(b)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
-    rows = ds.rows("duplicates", ["video_id", "dup_group", "other_groups"])
-    first: dict[str, str] = {}
-    for d in rows:
-        union(first.setdefault(d["dup_group"], d["video_id"]), d["video_id"])
-    for d in rows:  # a segment that matched several groups joins their videos too
-        for g in d["other_groups"] or ():
-            union(first[g], d["video_id"])
-    return {v: find(v) for v in parent}
+    @staticmethod
+    def _row(index: DupIndex, seg: dict, row: int | None, stats: Stats) -> dict:
+        """The segment's group: the earliest matched group without a segment of its own video."""
+        raw = index.raw[row].as_py() if row is not None else None
+        sig = decode_signature(raw)
+        found = index.matches(sig, seg["video_id"]) if sig is not None else []
+        groups = sorted({index.groups[p] for _, p in found})
+        free = [g for g in groups if seg["video_id"] not in index.group_videos[g]]
+        group = free[0] if free else seg["segment_id"]
+        if sig is not None:
+            index.add(seg["segment_id"], seg["video_id"], row, sig, group)
+        best = next(((score, p) for score, p in found if index.groups[p] == group), found[0] if found else None)
+        stats.add("duplicates" if free else "unique" if sig is not None else
+                  "bad_signature" if raw else "no_signature")
+        return dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
+                    matched=index.ids[best[1]] if free else "", similarity=best[0] if free else None,
+                    other_groups=[g for g in groups if g != group], code_version=CODE_VERSION)

@@ -137,12 +137,69 @@ def colour_layout(img: np.ndarray, bgr: bool = False) -> np.ndarray:
     return small[..., ::-1] if bgr else small
 
 
+MOTION_SIZE = (48, 27)  # motion and brightness are measured on frames shrunk to this (TransNetV2's input)
+_GREY = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def thumbnail(img: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """A frame as the MOTION_SIZE colour image motion and brightness are measured on (area resize)."""
+    import cv2
+
+    small = img if img.shape[1::-1] == MOTION_SIZE else cv2.resize(img, MOTION_SIZE, interpolation=cv2.INTER_AREA)
+    return small[..., ::-1] if bgr else small
+
+
+class MotionTrack:
+    """Per-frame motion and brightness of the frames one pass decodes, in one unit for every detector.
+
+    Motion is the mean absolute change of the grey MOTION_SIZE thumbnail from the frame looked at before
+    (0..255). Frames that frame skip does not look at get the change measured over their step, spread
+    evenly, and a brightness interpolated between the frames around them; the first frame has motion 0.
+    """
+
+    def __init__(self):
+        self.motion: list[float] = []
+        self.luma: list[float] = []
+        self.pending: list[int] = []  # positions (in the lists) of skipped frames not filled yet
+        self.prev: tuple[int, np.ndarray, float] | None = None  # (frame, grey thumbnail, luma) looked at last
+
+    def skip(self, keep: bool) -> None:
+        if keep:
+            self.pending.append(len(self.motion))
+            self.motion.append(0.0)
+            self.luma.append(0.0)
+
+    def look(self, i: int, rgb: np.ndarray, keep: bool) -> None:
+        grey = rgb.astype(np.float32) @ _GREY
+        luma = float(rgb.mean())
+        change = 0.0
+        if self.prev is not None:
+            p, prev_grey, prev_luma = self.prev
+            change = float(np.abs(grey - prev_grey).mean()) / max(1, i - p)
+            for k, pos in enumerate(self.pending, 1):
+                self.motion[pos] = change
+                self.luma[pos] = prev_luma + (luma - prev_luma) * k / (len(self.pending) + 1)
+        self.pending = []
+        if keep:
+            self.motion.append(change)
+            self.luma.append(luma)
+        self.prev = (i, grey, luma)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Motion and brightness; skipped frames after the last one looked at repeat its values."""
+        last_motion = next((self.motion[k] for k in range(len(self.motion) - 1, -1, -1) if k not in self.pending), 0.0)
+        last_luma = self.prev[2] if self.prev else 0.0
+        for pos in self.pending:
+            self.motion[pos], self.luma[pos] = last_motion, last_luma
+        return np.asarray(self.motion, float), np.asarray(self.luma, float)
+
+
 @dataclass
 class Detection:
     cuts: list[int]
     scores: dict[int, float]  # cut frame -> detector score at that frame
-    motion: np.ndarray  # per-frame content change (0 where unknown)
-    luma: np.ndarray  # per-frame mean brightness
+    motion: np.ndarray  # per-frame motion (``MotionTrack``: grey change, 0..255)
+    luma: np.ndarray  # per-frame mean brightness (0..255)
     n_frames: int
     layouts: np.ndarray  # (ceil(n_frames / step), grid, grid, 3): colour layout of every step-th frame
     step: int  # frames between layouts
@@ -163,6 +220,7 @@ class SpanDetection:
     cuts: list[int]
     motion: np.ndarray
     luma: np.ndarray
+    content: np.ndarray  # PySceneDetect's content score per frame (0 where not looked at): the cut scores
     layouts: np.ndarray  # colour layouts of the span's frames that are multiples of step
     step: int
 
@@ -180,7 +238,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
     from scenedetect import FrameTimecode
 
     detectors = _make_detectors(cfg)
-    motion, luma, cut_frames, layouts = [], [], [], []
+    track, content, cut_frames, layouts = MotionTrack(), [], [], []
     begin = max(0, start - warmup_frames)
     try:
         with av.open(str(path)) as container:
@@ -199,22 +257,22 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
                     break
                 in_span = i >= start and (end is None or i < end)
                 if cfg.frame_skip and i % (cfg.frame_skip + 1):
+                    track.skip(in_span)
                     if in_span:
-                        motion.append(0.0)
-                        luma.append(luma[-1] if luma else 0.0)
+                        content.append(0.0)
                         if i % step == 0:
                             layouts.append(colour_layout(small_bgr(frame, factor), bgr=True))
                     continue
                 img = small_bgr(frame, factor)
                 if in_span and i % step == 0:
                     layouts.append(colour_layout(img, bgr=True))
+                track.look(i, thumbnail(img, bgr=True), in_span)
                 timecode = FrameTimecode(i, fps=fps)
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.process_frame(timecode, img))
                 if in_span:
-                    content = next((d for d in detectors if hasattr(d, "_frame_score")), None)
-                    motion.append(float(content._frame_score or 0.0) if content else 0.0)
-                    luma.append(float(img.mean()))
+                    scorer = next((d for d in detectors if hasattr(d, "_frame_score")), None)
+                    content.append(float(scorer._frame_score or 0.0) if scorer else 0.0)
             if timecode is not None and end is None:
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.post_process(timecode))
@@ -222,9 +280,10 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
         from curation.video import VideoError
 
         raise VideoError(f"{path}: cannot decode for scene detection ({type(e).__name__}: {e})") from e
+    motion, luma = track.arrays()
     stop = start + len(motion)
     cuts = sorted({c for c in cut_frames if start <= c < stop})
-    return SpanDetection(start, cuts, np.asarray(motion), np.asarray(luma), _stack(layouts), step)
+    return SpanDetection(start, cuts, motion, luma, np.asarray(content, float), _stack(layouts), step)
 
 
 def _stack(layouts: list[np.ndarray]) -> np.ndarray:
@@ -247,6 +306,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
     parts = sorted(parts, key=lambda p: p.start)
     motion = np.concatenate([p.motion for p in parts]) if parts else np.zeros(0)
     luma = np.concatenate([p.luma for p in parts]) if parts else np.zeros(0)
+    content = np.concatenate([p.content for p in parts]) if parts else np.zeros(0)
     layouts = _stack([x for p in parts for x in p.layouts])
     n_frames = len(motion)
     raw = sorted({c for p in parts for c in p.cuts if 0 < c < n_frames})
@@ -254,7 +314,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
     for cluster in merge_close_cuts(raw, cfg.min_scene_len_frames):
         cut = cluster[len(cluster) // 2]  # a fade's cut sits mid-cluster, in the black
         cuts.append(cut)
-        scores[cut] = float(max(motion[c] for c in cluster))
+        scores[cut] = float(max(content[c] for c in cluster))
     return Detection(cuts, scores, motion, luma, n_frames, layouts, parts[0].step if parts else 1)
 
 
@@ -264,17 +324,19 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
     import torch
 
     model = _transnet()
-    frames, luma, layouts = [], [], []
+    frames, layouts, track = [], [], MotionTrack()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        factor = cfg.downscale or max(1, stream.codec_context.width // 256)
         step = layout_step(float(stream.average_rate or stream.guessed_rate or 25))
         for frame in container.decode(stream):
             if len(frames) % step == 0:
                 layouts.append(colour_layout(frame.to_ndarray(format="rgb24", width=128, height=72)))
             img = frame.to_ndarray(format="rgb24", width=48, height=27)
+            # motion from the same shrunk frame as the other detectors', not TransNetV2's point-sampled input
+            track.look(len(frames), thumbnail(small_bgr(frame, factor), bgr=True), True)
             frames.append(img)
-            luma.append(float(img.mean()))
     if not frames:
         raise ValueError(f"{path}: no frames decoded")
     with torch.no_grad():
@@ -302,7 +364,8 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
         cut = (cluster[0] + cluster[-1] + 1) // 2
         merged.append(cut)
         merged_scores[cut] = max(scores[c] for c in cluster)
-    return Detection(merged, merged_scores, prob, np.asarray(luma), len(frames), _stack(layouts), step)
+    motion, luma = track.arrays()
+    return Detection(merged, merged_scores, motion, luma, len(frames), _stack(layouts), step)
 
 
 _TRANSNET = {}

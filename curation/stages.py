@@ -169,7 +169,6 @@ class SplitStage(Stage):
                 start_s=span.start_s, end_s=span.end_s, start_frame=a, end_frame=b,
                 detector=self.detector.detector, detector_params=params,
                 cut_score=_cut_score(det.scores, a, self.policy, v["fps"]),
-                motion=float(np.mean(det.motion[a:b])) if b <= len(det.motion) and b > a else 0.0,
                 luma=float(np.mean(det.luma[a:b])) if b <= len(det.luma) and b > a else 0.0,
                 **frame_fractions(det.motion[a:b], det.luma[a:b]),
                 signature=segment_signature(det.layouts, det.step, a, b),

@@ -98,6 +98,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("code_version", pa.string()),
         ]
     ),
+    # each video's train/val/test split, assigned once (curation/splits.py); near-duplicate families share one
+    "splits": pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("split", pa.string()),
+            ("family", pa.string()),  # the family's key when assigned: its smallest video id
+            ("how", pa.string()),  # hash (a new family), family (joined its family's split), samples (kept theirs)
+            ("code_version", pa.string()),
+        ]
+    ),
     "captions": pa.schema(
         [
             ("segment_id", pa.string()),
@@ -255,6 +265,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "segments": ("segment_id",),
     "quality_signals": ("segment_id",),
     "duplicates": ("segment_id",),
+    "splits": ("video_id",),
     "captions": ("segment_id", "model", "prompt_version"),
     "dense_captions": ("video_id", "model"),
     "grounding": ("record_id",),
@@ -268,17 +279,25 @@ KEYS: dict[str, tuple[str, ...]] = {
 
 TABLES = tuple(SCHEMAS)
 
-# Views over the tables. `quality`: each segment's signals with its near-duplicate group and the verdict:
-# keep when the signals pass and the segment is its group's pick (longest, then most pixels, then first id).
+# Views over the tables. `quality`: every segment with its signals (null where `quality` has not judged it:
+# it passes), its near-duplicate group and the verdict: keep when it passes and is its group's pick (among the
+# members that pass: the longest, then most pixels, then first id), so dedup works without `quality` too.
 VIEWS = {
     "quality": """
-WITH ranked AS (
-  SELECT q.*, d.dup_group, d.matched, d.similarity,
-    row_number() OVER (PARTITION BY d.dup_group ORDER BY q.duration_s DESC, q.width * q.height DESC, q.segment_id)
-      AS dup_rank
-  FROM quality_signals q LEFT JOIN duplicates d USING (segment_id))
-SELECT * EXCLUDE (dup_rank, quality_keep, quality_reason, matched),
-  quality_keep AND (dup_group IS NULL OR dup_rank = 1) AS keep,
+WITH base AS (
+  SELECT s.segment_id, s.video_id, coalesce(q.duration_s, s.end_s - s.start_s) AS duration_s,
+    coalesce(q.width, v.width) AS width, coalesce(q.height, v.height) AS height,
+    q.* EXCLUDE (segment_id, video_id, duration_s, width, height), coalesce(q.quality_keep, TRUE) AS passes,
+    d.dup_group, d.similarity
+  FROM segments s LEFT JOIN videos v ON v.video_id = s.video_id
+    LEFT JOIN quality_signals q ON q.segment_id = s.segment_id
+    LEFT JOIN duplicates d ON d.segment_id = s.segment_id),
+ranked AS (
+  SELECT *, row_number() OVER (PARTITION BY dup_group
+    ORDER BY passes DESC, duration_s DESC, width * height DESC, segment_id) AS dup_rank
+  FROM base)
+SELECT * EXCLUDE (dup_rank, passes, quality_keep, quality_reason),
+  passes AND (dup_group IS NULL OR dup_rank = 1) AS keep,
   concat_ws(',', nullif(quality_reason, ''),
             CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason
 FROM ranked""",

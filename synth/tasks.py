@@ -19,7 +19,7 @@ from curation import CODE_VERSION
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.frames import FramePolicy, sample_indices
 from curation.stage import Stage, Stats, log
-from curation.quality import split_keys
+from curation.splits import assign_split, assign_splits
 from curation.store import Dataset, stable_id
 from curation.times import SPAN_HINT, TIME_HINT, FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens
@@ -149,12 +149,6 @@ TASKS = (*BUILDERS, NEEDLE_TASK)
 # --- drafts -> sample rows ---------------------------------------------------------------------------------
 
 
-def assign_split(video_id: str, val_pct: int = 10, test_pct: int = 10) -> str:
-    """Split by video, from its id, so no video leaks across splits and reruns agree."""
-    bucket = int(stable_id("split", video_id, n=8), 16) % 100
-    return "test" if bucket < test_pct else "val" if bucket < test_pct + val_pct else "train"
-
-
 def messages_json(prompt: str, answer: str) -> str:
     return json.dumps([user_video_message(prompt), assistant_message(answer)])
 
@@ -224,7 +218,7 @@ class TasksStage(Stage):
         if unknown:
             raise ValueError(f"unknown task kinds {unknown}; known: {', '.join(BUILDERS)}")
         self.processor = load_processor(self.model_id)
-        self.split_of = split_keys(ds)  # near-duplicate videos share a split
+        self.split_of = assign_splits(ds, [v["video_id"] for v in self.items(ds)])  # stored: never moves
 
     @property
     def source_model(self) -> str:
@@ -280,7 +274,7 @@ class TasksStage(Stage):
 
     def sample(self, video: dict, draft: Draft, split: str | None = None) -> dict:
         policy = self.segment_frames if draft.segment_level else self.frames
-        split = split or assign_split(self.split_of.get(video["video_id"], video["video_id"]))
+        split = split or self.split_of.get(video["video_id"]) or assign_split(video["video_id"])
         return count_tokens(self.processor, clip_sample(video, draft, policy, split), draft, video)
 
 

@@ -1,5 +1,6 @@
 """Quality signals flag static, black, blurred and letterboxed clips with the right reason and leave normal
-ones alone; near-duplicates are grouped with one kept, and pull their videos into one split."""
+ones alone, whatever the detector; near-duplicates are grouped with one kept (the best that passes), never
+within one video, and pull their videos into one family."""
 
 import shutil
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 
 from curation.executors import run_stage
-from curation.quality import MIN_AGREEING, DedupStage, QualityStage, Signature, agreement, split_keys
-from curation.scenes import colour_layout, layout_step
+from curation.quality import MIN_AGREEING, DedupStage, QualityStage, Signature, agreement
+from curation.scenes import DetectorConfig, MotionTrack, colour_layout, layout_step
+from curation.splits import families as split_keys
 from curation.video import read_frames
 from curation.stages import IngestStage, SplitStage
 from curation.store import Dataset
@@ -205,3 +207,112 @@ def test_a_segment_whose_frames_cannot_be_decoded_is_a_failure_row(tmp_path):
     assert stats.n_failed == 1 and stats.counts["rows_written"] == 1
     failure = ds.rows("failures")[0]
     assert failure["stage"] == "quality" and "gone.mp4" in failure["message"]
+
+
+@pytest.mark.parametrize("detector", [DetectorConfig(detector="transnetv2"), DetectorConfig(frame_skip=4)],
+                         ids=["transnetv2", "frame_skip_4"])
+def test_motion_has_one_unit_for_every_detector_and_frame_skip(clips, tmp_path, detector):
+    """TransNetV2 once stored its cut probability as motion and frame skip wrote 0 for skipped frames:
+    every moving clip became static. Motion is the grey change per frame, 0..255, whatever the pass."""
+    videos = clips.root.parent / "videos"
+    ds = Dataset(tmp_path / "d")
+    for stage in (IngestStage(videos=videos), SplitStage(detector=detector), QualityStage()):
+        assert run_stage(stage, ds, progress=False).n_failed == 0
+    got = by_name(ds, "quality_signals", "quality_keep, quality_reason, motion, frozen_frac")
+    assert {k: (r["quality_keep"], r["quality_reason"]) for k, r in got.items()} == \
+        {"normal.mp4": (True, ""), "blurred.mp4": (False, "blurry"), "letterboxed.mp4": (True, "letterboxed"),
+         "static.mp4": (False, "static"), "black.mp4": (False, "black")}
+    default = by_name(clips, "quality_signals", "motion, frozen_frac")
+    assert got["static.mp4"]["frozen_frac"] > 0.95 and got["static.mp4"]["motion"] < 0.01
+    assert got["normal.mp4"]["frozen_frac"] < 0.5 and got["normal.mp4"]["motion"] > 0.2
+    if detector.detector == "transnetv2":  # the same measurement in the same decoding pass
+        assert got["normal.mp4"]["motion"] == pytest.approx(default["normal.mp4"]["motion"], rel=1e-6)
+    else:  # the change over each 5-frame step, spread over its frames
+        assert got["normal.mp4"]["motion"] == pytest.approx(default["normal.mp4"]["motion"], rel=0.1)
+
+
+def test_frame_skip_spreads_the_change_over_its_step():
+    track = MotionTrack()
+    grey = lambda v: np.full((27, 48, 3), v, np.uint8)
+    track.look(0, grey(10), True)
+    for _ in range(4):
+        track.skip(True)
+    track.look(5, grey(60), True)
+    track.skip(True)  # after the last frame looked at: repeats it
+    motion, luma = track.arrays()
+    np.testing.assert_allclose(motion, [0, 10, 10, 10, 10, 10, 10], rtol=1e-5)
+    np.testing.assert_allclose(luma, [10, 20, 30, 40, 50, 60, 60])
+
+
+def write_rows(ds, segments, quality=(), duplicates=()):
+    """Hand-made segments (video, frames, and optionally a quality verdict and a group) for view tests."""
+    ds.write("videos", [dict(video_id=v, uri=f"/v/{v}.mp4", uris=[], domain="x", duration_s=10.0, fps=10.0,
+                             n_frames=100, width=w, height=48) for v, w in {(s[1], s[4]) for s in segments}])
+    ds.write("segments", [dict(segment_id=s, video_id=v, idx=0, start_s=a / 10, end_s=b / 10, start_frame=a,
+                               end_frame=b) for s, v, a, b, _ in segments])
+    ds.write("quality_signals", [dict(segment_id=s, video_id=v, duration_s=d, width=64, height=48,
+                                      quality_keep=keep, quality_reason=why) for s, v, d, keep, why in quality])
+    ds.write("duplicates", [dict(segment_id=s, video_id=v, dup_group=g) for s, v, g in duplicates])
+
+
+def test_a_groups_pick_is_the_best_member_that_passes_quality(tmp_path):
+    """A longer blurry copy used to win its group, fail quality and leave the sharp copy `duplicate`."""
+    ds = Dataset(tmp_path / "d")
+    write_rows(ds, [("sharp", "a", 0, 60, 64), ("blurry", "b", 0, 100, 64)],
+               [("sharp", "a", 6.0, True, ""), ("blurry", "b", 10.0, False, "blurry")],
+               [("sharp", "a", "sharp"), ("blurry", "b", "sharp")])
+    got = {r["segment_id"]: (r["keep"], r["reason"]) for r in ds.sql("SELECT * FROM quality").to_pylist()}
+    assert got == {"sharp": (True, ""), "blurry": (False, "blurry,duplicate")}
+
+
+def test_dedup_works_in_mixtures_without_the_quality_stage(tmp_path):
+    """With `quality` skipped the view was empty, so dedup removed nothing; now an unjudged segment passes
+    and its group still keeps one (the longest, then the most pixels)."""
+    ds = Dataset(tmp_path / "d")
+    write_rows(ds, [("orig", "a", 0, 100, 64), ("copy", "b", 0, 100, 32), ("other", "c", 0, 50, 64)],
+               duplicates=[("orig", "a", "orig"), ("copy", "b", "orig"), ("other", "c", "other")])
+    got = {r["segment_id"]: (r["keep"], r["reason"], r["duration_s"]) for r in ds.sql("SELECT * FROM quality").to_pylist()}
+    assert got == {"orig": (True, "", 10.0), "copy": (False, "duplicate", 10.0), "other": (True, "", 5.0)}
+
+
+def test_a_shot_recurring_in_one_video_is_not_its_own_duplicate(tmp_path):
+    """Shot s, shot t, shot s again: the two s segments stay in different groups (the video would drop
+    one of its own segments); a re-encoded copy of the whole video joins both, one segment each."""
+    from curation.video import encode_frames, frames_between
+
+    render_video(tmp_path / "s.mp4", "x", 4, seed=1, size=(160, 128), n_scenes=1, n_fades=0)
+    folder = tmp_path / "videos" / "x"
+    folder.mkdir(parents=True)
+    negative = (255 - f for f in frames_between(tmp_path / "s.mp4", 0, 96))  # shot t: a hard cut either side
+    shots = [frames_between(tmp_path / "s.mp4", 0, 96), negative, frames_between(tmp_path / "s.mp4", 0, 96)]
+    encode_frames(folder / "refrain.mp4", (f for shot in shots for f in shot), 24, {"preset": "ultrafast", "crf": "18"})
+    ds = Dataset(tmp_path / "d")
+    ingest_split_dedup(ds, tmp_path / "videos")
+    rewrite_video(folder / "refrain.mp4", folder / "copy.mp4", crf=30)
+    ingest_split_dedup(ds, tmp_path / "videos")
+    rows = ds.sql("SELECT v.uri, d.dup_group, s.idx FROM duplicates d JOIN segments s USING (segment_id) "
+                  "JOIN videos v ON v.video_id = d.video_id ORDER BY 1, 3").to_pylist()
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["dup_group"], []).append((r["uri"].rsplit("/", 1)[-1], r["idx"]))
+    assert sorted(sorted(name for name, _ in g) for g in groups.values()) == [["copy.mp4", "refrain.mp4"]] * 3
+    assert sorted(map(sorted, groups.values()))[1] == [("copy.mp4", 1), ("refrain.mp4", 1)]  # shot t
+    assert ds.sql("SELECT count(*) AS n FROM quality WHERE keep").to_pylist()[0]["n"] == 3
+
+
+def test_dedup_refuses_a_pass_over_part_of_the_new_segments(copies, tmp_path):
+    """Under --shard each shard matched only its own new segments against the stored ones; copies in two
+    shards never met. A partial pass fails its items with the way out, a whole pass then groups them all."""
+    ds = Dataset(tmp_path / "d")
+    for stage in (IngestStage(videos=copies.root.parent / "videos"), SplitStage()):
+        run_stage(stage, ds, progress=False)
+    from curation.stage import in_shard
+
+    ids = [r["segment_id"] for r in ds.rows("segments")]
+    shard = next((i, n) for n in range(2, 9) for i in range(n) if 0 < sum(in_shard(s, (i, n)) for s in ids) < 4)
+    stats = run_stage(DedupStage(), ds, progress=False, shard=shard)
+    assert stats.counts["rows_written"] == 0 and 0 < stats.n_failed < 4
+    message = ds.rows("failures")[0]["message"]
+    assert "this pass holds 1 of the 4 new segments" in message and "without --shard" in message
+    whole = run_stage(DedupStage(), ds, progress=False)
+    assert whole.counts["rows_written"] == 4 and whole.counts["duplicates"] == 2
