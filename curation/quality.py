@@ -1,6 +1,6 @@
 """Quality signals per segment and near-duplicates across the dataset.
 
-Motion, frozen and black fractions come from the split's own decoding pass (per-frame content change and
+Motion, frozen and black fractions come from the split's own decoding pass (per-frame grey change and
 brightness, kept as fractions on each segment). So does the near-duplicate signature (a colour layout
 every 0.5 s). Sharpness, flat frames and borders come from a few frames at fixed relative times of the
 segment (``PROBES``), decoded the way everything else is. Filters are data: ``quality_signals`` keeps every
