@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16, help="frames per sample (the world recipe's 2 fps x 8 s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("flywheel_out"))
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a shared 2-core machine)")
     args = ap.parse_args()
     quiet_libraries(args.threads)
     from finetune.rounds import round_dir, run_round

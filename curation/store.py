@@ -196,7 +196,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("split", pa.string()),
             ("n_text_tokens", pa.int64()),
             ("n_visual_tokens", pa.int64()),
-            ("source", pa.string()),  # where the answer comes from: ground_truth or model
+            ("origin", pa.string()),  # where the answer comes from: ground_truth or model
             ("model", pa.string()),  # the model that made the answer ("" for ground truth)
             ("passed_gate", pa.bool_()),  # a model grounding record's verdict (null where no gate applies)
             ("code_version", pa.string()),
@@ -214,6 +214,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("mixture", pa.string()),
             ("pool", pa.string()),  # the SQL filter over videos that chose the pool
             ("pool_videos", pa.int64()),
+            ("label_failures", pa.int64()),  # items of the labelling stages that failed (`failures` rows)
             ("records", pa.int64()),  # the teacher's grounding records over the pool
             ("gate", pa.string()),  # on or off (every model record used)
             ("gate_pass_rate", pa.float64()),

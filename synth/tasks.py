@@ -24,6 +24,7 @@ from curation.store import Dataset, stable_id
 from curation.times import SPAN_HINT, TIME_HINT, FrameSpan, render_span, render_time
 from model.inputs import assistant_message, user_video_message, visual_tokens
 from model.loader import model_key
+from synth.prompts import load_prompt
 
 DENSE_PROMPT = f"Describe this video in detail. For each event give its time span as {SPAN_HINT}."
 SEGMENT_PROMPT = "Describe what happens in this clip: its time span, the main event, then people, objects, background and actions."
@@ -31,6 +32,7 @@ GROUNDING_PROMPT = "When does {phrase} {action}? Answer with the time span as " 
 ST_GROUNDING_PROMPT = ("When and where does {phrase} {action}? Give the time span as " + SPAN_HINT + " and, "
                        "at a few times " + TIME_HINT + ", its box as bbox_2d [x1, y1, x2, y2] on a 0..1000 grid.")
 NEEDLE_TASK = "needle"  # built by synth.needle, not from a video's rows
+GROUND_TEMPLATE = load_prompt("grounding_v1")[1]  # what the ground stage asks of each segment
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Draft:
     answer: str
     span: FrameSpan | None = None
     segment_level: bool = False
-    source: str = "ground_truth"  # where the answer comes from: ground_truth or model
+    origin: str = "ground_truth"  # where the answer comes from: ground_truth or model
     model: str = ""  # the model that made the answer ("" for ground truth)
     passed_gate: bool | None = None  # a model grounding record's verdict; None where no gate applies
 
@@ -96,14 +98,14 @@ def segment_answer(seg: dict) -> str:
 
 def made_by_model(model: str) -> dict:
     """Draft fields of an answer written from a model's captions."""
-    return dict(source="model", model=model) if model else {}
+    return dict(origin="model", model=model) if model else {}
 
 
 def record_origin(g: dict) -> dict:
     """Draft fields of an answer taken from a grounding record: its source, its model, its verdict."""
     if g.get("source", "ground_truth") == "ground_truth":
         return {}
-    return dict(source=g["source"], model=g.get("model") or "", passed_gate=g.get("passed"))
+    return dict(origin=g["source"], model=g.get("model") or "", passed_gate=bool(g.get("passed")))
 
 
 # --- builders ----------------------------------------------------------------------------------------------
@@ -143,6 +145,44 @@ def spatio_temporal_grounding(rows: VideoRows) -> list[Draft]:
             for g in rows.grounding if g["boxes"]]
 
 
+@task_builder("segment_grounding")
+def segment_grounding(rows: VideoRows) -> list[Draft]:
+    """The ground stage's own question over a segment, answered with the segment's records as its schema
+    wants them (``synth.grounding``): a model trained on it can label segments as the next round's teacher."""
+    by_segment: dict[str, list[dict]] = {}
+    for g in rows.grounding:  # records inside their segment only: the stage's schema bounds times to it
+        if g.get("segment_start_frame") is not None and \
+                g["segment_start_s"] - 1e-6 <= g["start_s"] < g["end_s"] <= g["segment_end_s"] + 1e-6:
+            by_segment.setdefault(g["segment_id"], []).append(g)
+    fps = rows.video["fps"]
+    return [Draft("segment_grounding", seg_id, GROUND_TEMPLATE.format(start_s=gs[0]["segment_start_s"],
+                                                                      end_s=gs[0]["segment_end_s"]),
+                  entities_answer(gs), FrameSpan(gs[0]["segment_start_frame"], gs[0]["segment_end_frame"], fps),
+                  segment_level=True, **records_origin(gs))
+            for seg_id, gs in by_segment.items()]
+
+
+def entities_answer(records: list[dict]) -> str:
+    """``{"entities": [{"phrase", "action", "start_s", "end_s", "boxes": [{"t_s", "bbox_2d"}]}]}``, times to
+    0.01 s (the schema's grid), at most 4 boxes a record as the ground stage asks for."""
+    entities = []
+    for g in records:
+        step = max(1, -(-len(g["boxes"]) // 4))
+        entities.append({"phrase": g["phrase"], "action": g["action"], "start_s": round(g["start_s"], 2),
+                         "end_s": round(g["end_s"], 2),
+                         "boxes": [{"t_s": round(b["t_s"], 2), "bbox_2d": [b["x1"], b["y1"], b["x2"], b["y2"]]}
+                                   for b in g["boxes"][::step][:4]]})
+    return json.dumps({"entities": entities})
+
+
+def records_origin(records: list[dict]) -> dict:
+    """One sample from several records: model-made (and gated) if any record is the model's."""
+    made = [record_origin(g) for g in records if record_origin(g)]
+    if not made:
+        return {}
+    return dict(made[0], passed_gate=all(m["passed_gate"] for m in made))
+
+
 TASKS = (*BUILDERS, NEEDLE_TASK)
 
 
@@ -170,7 +210,7 @@ def clip_sample(video: dict, draft: Draft, policy: FramePolicy, split: str | Non
         uri=video["uri"], clip_start_s=span.start_s, clip_end_s=span.end_s, clip_start_frame=span.start_frame,
         clip_end_frame=span.end_frame, video_n_frames=video["n_frames"], frame_indices=idx, fps=video["fps"],
         messages=messages_json(draft.prompt, draft.answer), domain=video["domain"],
-        split=split or assign_split(video["video_id"]), source=draft.source, model=draft.model,
+        split=split or assign_split(video["video_id"]), origin=draft.origin, model=draft.model,
         passed_gate=draft.passed_gate, code_version=CODE_VERSION,
     )
 
@@ -225,13 +265,17 @@ class TasksStage(Stage):
         return model_key(self.caption_model or self.model_id)
 
     def items(self, ds: Dataset) -> list[dict]:
-        """Videos with a dense caption from the caption model; others wait instead of being marked done."""
-        ready = set(ds.sql("SELECT video_id FROM dense_captions WHERE model = ?", [self.source_model])
-                    .column("video_id").to_pylist())
+        """Videos with a dense caption from the caption model or grounding records samples may use (ground
+        truth needs no caption); others wait instead of being marked done."""
+        where, params = usable(self.source_model, self.include_rejected)
+        ready = set(ds.sql(
+            "SELECT video_id FROM dense_captions WHERE model = ? UNION SELECT g.video_id "
+            f"FROM {_GROUNDING} WHERE {where}", [self.source_model, self.source_model, *params])
+            .column("video_id").to_pylist())
         videos = [v for v in ds.rows("videos") if v["domain"] not in EVAL_ONLY_DOMAINS]
         if len(ready) < len(videos):
-            log.warning("tasks: %d videos wait for their dense caption (model %s)", len(videos) - len(ready),
-                        self.source_model)
+            log.warning("tasks: %d videos wait for their dense caption or grounding records (model %s)",
+                        len(videos) - len(ready), self.source_model)
         return [dict(v, item_id=v["video_id"]) for v in videos if v["video_id"] in ready]
 
     @property
@@ -246,8 +290,8 @@ class TasksStage(Stage):
         """Videos with samples of the chosen kinds from this model (or from before samples named their model),
         less those with more usable grounding records than grounding samples (records imported or passed by
         `verify` since): those are built again, and only their new samples are written."""
-        built = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task) AND " + _MINE,
-                       [list(self.kinds), self.source_model])
+        built = ds.sql("SELECT DISTINCT video_id FROM samples WHERE list_contains(?, task) "
+                       "AND (model = ? OR model IS NULL)", [list(self.kinds), self.source_model])
         done = set(built.column("video_id").to_pylist())
         if "temporal_grounding" not in self.kinds:
             return done
@@ -280,8 +324,9 @@ class TasksStage(Stage):
 
 # grounding records samples may use: ground truth, and model records whose verdict by the model is passed
 _GROUNDING = "grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND v.model = ?"
-# samples of the model (params: the model), and samples built before samples named their model
-_MINE = "(source = 'ground_truth' OR model = ? OR model IS NULL)"
+# grounding samples a model's tasks count as its own (param: the model): ground truth, its records', and
+# those built before samples named their model
+_MINE = "(origin = 'ground_truth' OR model = ? OR model IS NULL)"
 
 
 def usable(model: str, include_rejected: bool = False) -> tuple[str, list]:
@@ -304,8 +349,11 @@ def fetch_video_rows(ds: Dataset, videos: list[dict], model: str, include_reject
         "ORDER BY c.video_id, s.start_frame", [model, ids]).to_pylist())
     where, params = usable(model, include_rejected)
     grounding = _grouped(ds.sql(
-        "SELECT g.video_id, g.record_id, g.source, g.model, g.phrase, g.action, g.start_s, g.end_s, g.boxes, "
-        f"v.passed FROM {_GROUNDING} WHERE list_contains(?, g.video_id) AND {where} "
+        "SELECT g.video_id, g.record_id, g.segment_id, g.source, g.model, g.phrase, g.action, g.start_s, g.end_s, "
+        "g.boxes, v.passed, s.start_frame AS segment_start_frame, s.end_frame AS segment_end_frame, "
+        f"s.start_s AS segment_start_s, s.end_s AS segment_end_s FROM {_GROUNDING} "
+        "LEFT JOIN segments s ON s.segment_id = g.segment_id "
+        f"WHERE list_contains(?, g.video_id) AND {where} "
         "ORDER BY g.video_id, g.start_s, g.phrase, g.record_id", [model, ids, *params]).to_pylist())
     return [VideoRows(v, dense.get(v["video_id"]), segments.get(v["video_id"], []), grounding.get(v["video_id"], []),
                       model=model) for v in videos]

@@ -96,3 +96,42 @@ def test_needle_truth_written_before_the_needle_had_its_clock(tmp_path):
     needle = needle_truth(tmp_path / "h.mp4")
     assert (needle["fps"], needle["duration_s"], needle["colour"]) == (24.0, 20.0, "red")
     assert needle_span(needle) == (2.0, 3.0)
+
+
+IN_SEGMENT = dict(segment_id="s1", segment_start_frame=6, segment_end_frame=234, segment_start_s=0.25,
+                  segment_end_s=9.75)
+
+
+def test_segment_grounding_asks_the_ground_stage_question_and_answers_in_its_schema():
+    import jsonschema
+
+    from synth.grounding import grounding_schema
+
+    model = dict(TRUTH, **IN_SEGMENT, phrase="the blue circle", start_s=2.004, end_s=3.5, boxes=[], source="model",
+                 model="M", record_id="r2", passed=True)
+    across = dict(TRUTH, **IN_SEGMENT, phrase="the green square", start_s=9.0, end_s=11.0)  # leaves its segment
+    drafts = BUILDERS["segment_grounding"](VideoRows(VIDEO, grounding=[dict(TRUTH, **IN_SEGMENT), model, across]))
+    assert len(drafts) == 1 and drafts[0].span == FrameSpan(6, 234, 24.0) and drafts[0].segment_level
+    assert drafts[0].prompt.startswith("You are watching one segment of a longer video, from 0.2 to 9.8 seconds.")
+    answer = json.loads(drafts[0].answer)
+    assert answer == {"entities": [
+        {"phrase": "the red square", "action": "move up", "start_s": 1.5, "end_s": 7.25,
+         "boxes": [{"t_s": 2.0, "bbox_2d": [10, 20, 110, 220]}, {"t_s": 6.5, "bbox_2d": [30, 20, 130, 220]}]},
+        {"phrase": "the blue circle", "action": "move up", "start_s": 2.0, "end_s": 3.5, "boxes": []}]}
+    jsonschema.validate(answer["entities"][0], grounding_schema(0.25, 9.75)["properties"]["entities"]["items"])
+    assert (drafts[0].origin, drafts[0].model, drafts[0].passed_gate) == ("model", "M", True)
+
+
+def test_samples_name_their_maker_and_each_models_dense_caption_has_its_own_id():
+    from curation.store import stable_id
+    from synth.tasks import sample_id
+
+    a = BUILDERS["dense_caption"](VideoRows(VIDEO, dense="<0.2 - 9.8 seconds> A.", model="A"))[0]
+    b = BUILDERS["dense_caption"](VideoRows(VIDEO, dense="<0.2 - 9.8 seconds> A.", model="B"))[0]
+    assert (a.origin, a.model, a.passed_gate) == ("model", "A", None)
+    assert sample_id(a, VIDEO) == stable_id("dense_caption", "v1", "all", "A") != sample_id(b, VIDEO)
+    truth = BUILDERS["temporal_grounding"](VideoRows(VIDEO, grounding=[TRUTH]))[0]
+    assert (truth.origin, truth.model, truth.passed_gate) == ("ground_truth", "", None)
+    assert sample_id(truth, VIDEO) == stable_id("temporal_grounding", "v1", "the red square@1.500")  # as before
+    rejected = dict(TRUTH, source="model", model="M", record_id="r9", passed=None)
+    assert BUILDERS["temporal_grounding"](VideoRows(VIDEO, grounding=[rejected]))[0].passed_gate is False
