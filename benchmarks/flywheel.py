@@ -40,12 +40,8 @@ CHECKS = ("form", "cycle", "unique")  # the caption check needs captions, which 
 def build_dataset(out: Path, args) -> tuple[Path, Path, Path]:
     """Videos (seed and held-out with their truth beside them, the pool's truth aside), ingested and split,
     the visible truth turned into grounding records and samples."""
-    from curation.executors import run_stage
-    from curation.frames import FramePolicy
     from densevid.pipeline import PipelineConfig, run_pipeline
     from model.tiny import build_tiny_checkpoint
-    from synth.grounding import GroundTruthStage
-    from synth.tasks import TasksStage
     from synth.world import make_world_corpus
 
     tiny = build_tiny_checkpoint(out / "tiny")
@@ -55,10 +51,20 @@ def build_dataset(out: Path, args) -> tuple[Path, Path, Path]:
         make_world_corpus(videos, n, seed=SEEDS[domain], domain=domain,
                           truth_dir=truth_dir if domain == "pool" else None, **WORLD)
     run_pipeline(PipelineConfig(data=data, videos=videos, model=str(tiny)), ("ingest", "split"), progress=False)
+    truth_samples(data, tiny, args)
+    return tiny, truth_dir, data
+
+
+def truth_samples(data: Path, tiny: Path, args) -> None:
+    """Grounding records from the truth beside the videos, and their samples (no model needed)."""
+    from curation.executors import run_stage
+    from curation.frames import FramePolicy
+    from synth.grounding import GroundTruthStage
+    from synth.tasks import TasksStage
+
     frames = FramePolicy(max_frames=args.frames)
     for stage in (GroundTruthStage(), TasksStage(model_id=str(tiny), tasks=TASKS, frames=frames, segment_frames=frames)):
         run_stage(stage, Dataset(data), progress=False)
-    return tiny, truth_dir, data
 
 
 def round_config(data: Path, teacher, n: int, args, **kw):
@@ -77,22 +83,15 @@ def labeller(data: Path, args):
     from synth.verify import GateConfig
 
     return make(PipelineConfig(data=data, caption_frames=args.frames, sample_frames=args.frames, batch_size=8,
-                               retries=0, tasks=TASKS, skip=("caption", "dense"),
+                               retries=args.retries, tasks=TASKS, skip=("caption", "dense"),
                                gate=GateConfig(checks=CHECKS, unique_frames=args.frames)), progress=False)
 
 
 def reveal_pool_truth(data: Path, truth_dir: Path, tiny: Path, args) -> None:
     """The ceiling's labels: the pool's truth put beside its videos, then its records and samples."""
-    from curation.executors import run_stage
-    from curation.frames import FramePolicy
-    from synth.grounding import GroundTruthStage
-    from synth.tasks import TasksStage
-
     for f in truth_dir.glob("*.json"):
         shutil.copy(f, data.parent / "videos" / "pool" / f.name)
-    frames = FramePolicy(max_frames=args.frames)
-    for stage in (GroundTruthStage(), TasksStage(model_id=str(tiny), tasks=TASKS, frames=frames, segment_frames=frames)):
-        run_stage(stage, Dataset(data), progress=False)
+    truth_samples(data, tiny, args)
 
 
 def gate_truth_table(row: dict) -> list[str]:
@@ -114,6 +113,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--frames", type=int, default=16, help="frames per sample (the world recipe's 2 fps x 8 s)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--retries", type=int, default=2, help="sampled retries of a label that breaks a rule")
     ap.add_argument("--out", type=Path, default=Path("flywheel_out"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a shared 2-core machine)")
     args = ap.parse_args()

@@ -94,20 +94,20 @@ def _amount(value: float, unit: str) -> str:
     return f"{value:.3f}" if unit == "hours" else f"{value:.0f}"
 
 
-ROUND_COLUMNS = ("round", "gate", "pool_videos", "records", "gate_pass_rate", "mixture_samples", "model_samples",
-                 "grounding_miou", "grounding_r05", "dense_f1_05", "needle_accuracy", "train_s")
-
-
 def print_rounds(data) -> None:
-    """The rounds of a dataset side by side: gate pass rate, mixture and held-out scores per round."""
+    """The rounds of a dataset, a few lines each (they stay whole in a narrow terminal or a log)."""
     from curation.store import Dataset
 
-    rounds = Dataset(data).sql(f'SELECT {", ".join(ROUND_COLUMNS)}, teacher, student FROM rounds ORDER BY "round"')
-    t = Table(title="rounds")
-    for col in ROUND_COLUMNS:
-        t.add_column(col.replace("_", " "), justify="right")
-    for row in rounds.to_pylist():
-        t.add_row(*[_cell(row[c]) for c in ROUND_COLUMNS])
-    console.print(t)
-    for row in rounds.to_pylist():
-        console.print(f"  round {row['round']}: teacher {row['teacher']} -> student {row['student']}", soft_wrap=True)
+    for r in Dataset(data).sql('SELECT * FROM rounds ORDER BY "round"').to_pylist():
+        console.print(
+            f"round {r['round']}: gate {r['gate']}; pool {r['pool_videos']} videos, {r['records']} records, pass rate "
+            f"{_num(r['gate_pass_rate'])}; mixture {r['mixture_samples']} samples ({r['model_samples']} from the "
+            f"teacher); held-out mIoU {_num(r['grounding_miou'])}, R@0.5 {_num(r['grounding_r05'])}, dense F1@0.5 "
+            f"{_num(r['dense_f1_05'])}, needle {_num(r['needle_accuracy'])}; train {_num(r['train_s'], '.0f')} s",
+            soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  teacher {r['teacher']} -> student {r['student']}", soft_wrap=True, markup=False,
+                      highlight=False)
+
+
+def _num(v, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
