@@ -182,9 +182,9 @@ def read_parquet_column(path: Path, column: str) -> list:
     return sorted(set(pq.read_table(path, columns=[column]).column(column).to_pylist()))
 
 
-def pool_videos(ds: Dataset, condition: str, flag: str = "--pool") -> list[str]:
-    """Video ids matching ``condition`` (SQL over the videos table and ``split``), eval-only domains left out;
-    ``flag`` names the option in errors."""
+def pool_videos(ds: Dataset, condition: str, flag: str = "--pool", eval_only: bool = False) -> list[str]:
+    """Video ids matching ``condition`` (SQL over the videos table and ``split``); eval-only videos (needle
+    haystacks, whose samples are all in ``test``) only with ``eval_only``; ``flag`` names the option in errors."""
     import duckdb
     import pyarrow as pa
 
@@ -192,12 +192,14 @@ def pool_videos(ds: Dataset, condition: str, flag: str = "--pool") -> list[str]:
         raise ValueError(f"{flag} {condition!r} is one SQL condition (what follows WHERE); remove the ';'")
     videos = ds.read("videos")
     splits = video_splits(ds)
-    videos = videos.append_column("split", pa.array([splits[v] for v in videos.column("video_id").to_pylist()]))
+    split = [("test" if d in EVAL_ONLY_DOMAINS else splits[v]) for v, d in
+             zip(videos.column("video_id").to_pylist(), videos.column("domain").to_pylist())]
+    videos = videos.append_column("split", pa.array(split, pa.string()))
     con = duckdb.connect()
     try:
         con.register("videos", videos)
-        rows = con.execute(f"SELECT video_id FROM videos WHERE NOT list_contains(?, domain) AND ({condition}) "
-                           "ORDER BY video_id", [list(EVAL_ONLY_DOMAINS)]).fetchall()
+        rows = con.execute(f"SELECT video_id FROM videos WHERE (? OR NOT list_contains(?, domain)) AND ({condition}) "
+                           "ORDER BY video_id", [eval_only, list(EVAL_ONLY_DOMAINS)]).fetchall()
     except duckdb.Error as e:
         raise ValueError(f"{flag} {condition!r}: {str(e).splitlines()[0]}") from None
     finally:
@@ -208,8 +210,8 @@ def pool_videos(ds: Dataset, condition: str, flag: str = "--pool") -> list[str]:
 def ensure_heldout(ds: Dataset, condition: str, processor_model: str, frames: int = 64) -> Path:
     """The fixed held-out set, written once: for every video ``condition`` chooses, a temporal-grounding sample
     per ground-truth record and a dense-caption sample whose answer is the truth's events (scored against the
-    truth, whatever model captioned the video), plus the stored needle samples of the test split. It needs no
-    model's captions, so held-out videos are never labelled."""
+    truth, whatever model captioned the video), plus the stored needle samples of the haystacks it chooses. It
+    needs no model's captions, so held-out videos are never labelled."""
     import pyarrow as pa
 
     from curation.store import atomic_write_parquet
@@ -217,7 +219,7 @@ def ensure_heldout(ds: Dataset, condition: str, processor_model: str, frames: in
     out = heldout_dir(ds)
     if (out / "manifest.parquet").exists():
         return out
-    rows = heldout_samples(ds, pool_videos(ds, condition, "--heldout"), processor_model, frames)
+    rows = heldout_samples(ds, pool_videos(ds, condition, "--heldout", eval_only=True), processor_model, frames)
     if not rows:
         raise ValueError(f"--heldout {condition!r}: no held-out sample, as no video it chooses has ground truth "
                          "(generated truth JSON or `densevid import`); choose other videos")
@@ -237,7 +239,7 @@ def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, fra
 
     split_of = video_splits(ds)
     ids = frozenset(video_ids)
-    videos = [v for v in ds.rows("videos") if v["video_id"] in ids]
+    videos = [v for v in ds.rows("videos") if v["video_id"] in ids and v["domain"] not in EVAL_ONLY_DOMAINS]
     run_stage(GroundTruthStage(), ds, progress=False, options=RunOptions(videos=ids))
     truth = {}
     for g in ds.sql("SELECT * FROM grounding WHERE source = 'ground_truth' AND list_contains(?, video_id) "
@@ -254,7 +256,8 @@ def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, fra
                       for g in records]
             drafts.append(Draft("dense_caption", "truth", DENSE_PROMPT, render_dense(events, details=False)))
         rows += [builder.sample(v, d, split=split_of[v["video_id"]]) for d in drafts]
-    needles = ds.sql("SELECT * FROM samples WHERE task = 'needle' AND split = 'test' ORDER BY sample_id").to_pylist()
+    needles = ds.sql("SELECT * FROM samples WHERE task = 'needle' AND list_contains(?, video_id) ORDER BY sample_id",
+                     [sorted(ids)]).to_pylist()
     return rows + needles
 
 

@@ -110,7 +110,7 @@ class MixRecipe:
         if self.max_per_video < 0:
             out.append(f"max_per_video {self.max_per_video} must be >= 0 (0: no cap)")
         if not 0 < self.max_dropped_share <= 1:
-            out.append(f"max_dropped_share {self.max_dropped_share} must be in (0, 1]: a sample keeps while the "
+            out.append(f"max_dropped_share {self.max_dropped_share:g} must be in (0, 1]: a sample keeps while the "
                        "share of its clip that quality drops is below it")
         if ";" in self.filter:
             out.append("filter is one SQL condition (what follows WHERE); remove the ';'")

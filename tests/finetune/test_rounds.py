@@ -195,6 +195,8 @@ def test_bad_pools_are_one_clear_error(round_data, tiny_model):
     with pytest.raises(ValueError, match="one SQL condition"):
         pool_videos(ds, "true; DROP TABLE videos")
     assert pool_videos(ds, "domain = 'needle'") == []  # eval-only videos are never in a pool
+    haystacks = pool_videos(ds, "split = 'test' AND domain = 'needle'", eval_only=True)  # but may be held out
+    assert len(haystacks) == ds.sql("SELECT count(*) AS n FROM videos WHERE domain = 'needle'").column("n")[0].as_py() > 0
     cfg = RoundConfig(data=str(round_data), teacher=str(tiny_model), round=0, pool="domain = 'nowhere'")
     with pytest.raises(ValueError, match="chooses no video"):
         run_round(cfg, lambda *a: pytest.fail("nothing is labelled"), log=lambda *_: None)

@@ -31,7 +31,7 @@ def test_labels_cover_only_the_answer(built_dataset, tiny_model):
         kept = batch["labels"][row] != IGNORE
         text = tok.decode(batch["input_ids"][row][kept])
         assert text.endswith("<|im_end|>") and "<|video_pad|>" not in text and "user" not in text
-        assert "seconds>" in text
+        assert "seconds>" in text or text.startswith('{"entities": [{"phrase": ')  # segment_grounding's JSON
 
 
 def test_assistant_spans_on_ids():

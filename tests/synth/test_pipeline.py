@@ -90,6 +90,15 @@ def test_segment_cuts_follow_the_known_cuts(built_dataset, corpus):
             assert abs((s - trim) - c) <= 1
 
 
+def answer_times(task: str, answer: str) -> tuple[list[tuple[float, float]], list[float]]:
+    """Spans and time points of a target: `<a - b seconds>` and `<t seconds>` in text, or the seconds of the
+    ground stage's JSON (segment_grounding)."""
+    if task == "segment_grounding":
+        entities = json.loads(answer)["entities"]
+        return ([(e["start_s"], e["end_s"]) for e in entities], [b["t_s"] for e in entities for b in e["boxes"]])
+    return [(float(a), float(b)) for a, b in TIME.findall(answer)], [float(x) for x in MARK.findall(answer)]
+
+
 def test_target_times_share_the_clock_of_the_timestamp_markers(built_dataset, tiny_model):
     """For every task: markers written by the processor and times in the target are source-clock seconds."""
     cfg, _ = built_dataset
@@ -106,15 +115,15 @@ def test_target_times_share_the_clock_of_the_timestamp_markers(built_dataset, ti
         expected = [round(t, 1) for t in group_times(s["frame_indices"], s["fps"])]
         assert markers == expected
         answer = msgs[1]["content"][0]["text"]
-        spans = [(float(a), float(b)) for a, b in TIME.findall(answer)]
+        spans, points = answer_times(s["task"], answer)
         assert spans
         for a, b in spans:
             assert s["clip_start_s"] - 0.05 <= a < b <= s["clip_end_s"] + 0.05
             # the span is seen: some marker falls inside it
             assert any(a - 0.05 <= m <= b + 0.05 for m in markers), (s["task"], a, b, markers)
-        for t in (float(x) for x in MARK.findall(answer)):
+        for t in points:
             assert s["clip_start_s"] - 0.05 <= t <= s["clip_end_s"] + 0.05
-        if s["task"] in ("temporal_grounding", "spatio_temporal_grounding"):
+        if s["task"] in ("temporal_grounding", "spatio_temporal_grounding", "segment_grounding"):
             # a true record, or a model record that passed the gate
             truth = ds.sql("SELECT start_s, end_s FROM grounding WHERE video_id = ? AND (source = 'ground_truth' "
                            "OR record_id IN (SELECT record_id FROM verdicts WHERE passed))",
