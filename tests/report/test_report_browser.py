@@ -96,7 +96,8 @@ def test_overview_and_a_video_page_in_chromium(report_site, browser, tmp_path):
     # every eager thumbnail decoded (the lazy ones sit in closed sample details)
     broken = page.eval_on_selector_all("img:not([loading=lazy])", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length")
     assert broken == 0 and page.locator("img:not([loading=lazy])").count() > 10
-    page.click(".sample summary")  # a sample opens as the chat the model sees
+    # a sample opens as the chat the model sees (clicked on its task name: the line's middle may be a mixture badge)
+    page.click(".sample summary b")
     assert page.locator(".sample[open] .marker").first.is_visible()
     shot = tmp_path / "video.png"
     page.screenshot(path=str(shot), full_page=True)
