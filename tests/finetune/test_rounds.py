@@ -25,7 +25,7 @@ EVAL_FLAGS = ["--heldout", "split = 'val'", "--eval-dense-tokens", "8", "--eval-
 
 @pytest.fixture
 def round_data(built_dataset, tmp_path):
-    """A copy of the small built dataset (the session's own stays as other tests expect it)."""
+    """A copy of the small built dataset (the shared fixture's stays as other tests expect it)."""
     cfg, _ = built_dataset
     data = tmp_path / "dataset"
     shutil.copytree(cfg.data, data, ignore=shutil.ignore_patterns("catalog.duckdb", "mixtures"))
