@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 from curation import CODE_VERSION
+from curation.atomic import atomic_write_text
 from curation.domains import EVAL_ONLY_DOMAINS
 from curation.store import Dataset
 from curation.typed_config import parse_overrides
-from model.loader import model_key, model_revision
+from mixtures.balance import read_manifest
+from model.loader import load_processor, model_key, model_revision
 
 STEPS = ("label", "mix", "train", "eval")
 
@@ -126,7 +128,7 @@ def run_round(cfg: RoundConfig, label: Label, log=print) -> dict:
     if cfg.label:
         _step(steps, out, "label", lambda: label_failures(label(cfg.teacher, frozenset(pool), not cfg.gate)), log)
     heldout = ensure_heldout(ds, cfg.heldout, base_model(cfg, ds), cfg.eval_frames)
-    held_ids = read_parquet_column(heldout / "manifest.parquet", "video_id")
+    held_ids = sorted({r["video_id"] for r in read_manifest(heldout, ["video_id"])})
     mixture = _step(steps, out, "mix", lambda: str(build_round_mixture(ds, cfg, held_ids)), log)
     student = out / "student"
     _step(steps, out, "train", lambda: str(train_student(cfg, ds, mixture, student, log)), log)
@@ -161,9 +163,7 @@ def _read_steps(out: Path) -> dict:
 
 
 def _write_steps(out: Path, steps: dict) -> None:
-    tmp = out / ".steps.json.tmp"
-    tmp.write_text(json.dumps(steps, indent=1, default=str))
-    tmp.replace(out / "steps.json")
+    atomic_write_text(out / "steps.json", json.dumps(steps, indent=1, default=str))
 
 
 # --- pool and held-out set ------------------------------------------------------------------------------
@@ -174,12 +174,6 @@ def video_splits(ds: Dataset) -> dict[str, str]:
     from curation.splits import plan_splits
 
     return plan_splits(ds, [v["video_id"] for v in ds.rows("videos", ["video_id"])])[0]
-
-
-def read_parquet_column(path: Path, column: str) -> list:
-    import pyarrow.parquet as pq
-
-    return sorted(set(pq.read_table(path, columns=[column]).column(column).to_pylist()))
 
 
 def pool_videos(ds: Dataset, condition: str, flag: str = "--pool", eval_only: bool = False) -> list[str]:
@@ -225,8 +219,8 @@ def ensure_heldout(ds: Dataset, condition: str, processor_model: str, frames: in
                          "(generated truth JSON or `densevid import`); choose other videos")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(pa.Table.from_pylist(rows), out / "manifest.parquet")
-    (out / "about.json").write_text(json.dumps({"dataset": str(ds.root), "heldout": condition,
-                                                "samples": len(rows)}, indent=1))
+    atomic_write_text(out / "about.json", json.dumps({"dataset": str(ds.root), "heldout": condition,
+                                                      "samples": len(rows)}, indent=1))
     return out
 
 
@@ -246,7 +240,7 @@ def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, fra
                     "ORDER BY video_id, start_s, phrase, record_id", [sorted(ids)]).to_pylist():
         truth.setdefault(g["video_id"], []).append(g)
     builder = TasksStage(model_id=processor_model, frames=FramePolicy(max_frames=frames))
-    builder.processor = _processor(processor_model)
+    builder.processor = load_processor(processor_model)
     rows = []
     for v in videos:
         records = truth.get(v["video_id"], [])
@@ -259,12 +253,6 @@ def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, fra
     needles = ds.sql("SELECT * FROM samples WHERE task = 'needle' AND list_contains(?, video_id) ORDER BY sample_id",
                      [sorted(ids)]).to_pylist()
     return rows + needles
-
-
-def _processor(model: str):
-    from model.loader import load_processor
-
-    return load_processor(model)
 
 
 # --- mixture, student, scores ---------------------------------------------------------------------------
@@ -364,12 +352,9 @@ def gate_against_truth(ds: Dataset, teacher: str, truth_dir: str) -> dict | None
 
 
 def mixture_counts(mixture: str) -> dict:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(Path(mixture) / "manifest.parquet", columns=["origin"])
-    model = pc.sum(pc.equal(t.column("origin"), "model")).as_py() or 0
-    return dict(samples=t.num_rows, model=model, truth=t.num_rows - model)
+    origins = [r["origin"] for r in read_manifest(mixture, ["origin"])]
+    model = origins.count("model")
+    return dict(samples=len(origins), model=model, truth=len(origins) - model)
 
 
 def round_row(cfg: RoundConfig, ds: Dataset, pool: list[str], mixture: str, student: Path, scores: dict,

@@ -177,7 +177,7 @@ def entities_answer(records: list[dict]) -> str:
 
 def records_origin(records: list[dict]) -> dict:
     """One sample from several records: model-made (and gated) if any record is the model's."""
-    made = [record_origin(g) for g in records if record_origin(g)]
+    made = [origin for origin in map(record_origin, records) if origin]
     if not made:
         return {}
     return dict(made[0], passed_gate=all(m["passed_gate"] for m in made))
