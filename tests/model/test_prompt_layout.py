@@ -5,10 +5,10 @@ from model.inputs import build_inputs, user_video_message, video_metadata
 from model.loader import load_model, load_processor
 
 GOLDEN = (
-    "<|im_start|>user\n<|vision_start|>"
+    "<|im_start|>user\n"
     "<0.5 seconds><|vision_start|>" + "<|video_pad|>" * 4 + "<|vision_end|>"
     "<1.5 seconds><|vision_start|>" + "<|video_pad|>" * 4 + "<|vision_end|>"
-    "<|vision_end|>When?<|im_end|>\n<|im_start|>assistant\n"
+    "When?<|im_end|>\n<|im_start|>assistant\n"
 )
 
 
