@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from curation.video import VideoError
 from densevid import export_cli, gate_cli, mix_cli, report_cli, round_cli, train_cli
-from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_SYSTEM, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 from synth.imports import FORMATS as IMPORT_FORMATS
 from synth.imports import TOLERANCE_S
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, VideoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:
+        print(os_error_line(args.cmd, e), file=sys.stderr)
+        return EXIT_SYSTEM
     except Exception as e:
         import duckdb
 
@@ -261,6 +265,18 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         raise
     return EXIT_USAGE
+
+
+_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def os_error_line(cmd: str, e: OSError) -> str:
+    """``densevid export: cannot write /x: Read-only file system``: one line, the path and the system's reason."""
+    path = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    if path is None:  # raised without a path (pyarrow, sockets): its own message, on one line
+        return f"densevid {cmd}: " + " ".join(str(e).split())
+    verb = "write" if e.errno in _WRITE_ERRNOS else "access"
+    return f"densevid {cmd}: cannot {verb} {path}: {e.strerror or e}"
 
 
 def _quiet_libraries() -> None:
