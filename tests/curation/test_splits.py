@@ -1,5 +1,6 @@
 """Splits are assigned once and stored: a video never changes split, a near-duplicate family stays in one,
-and a copy added later with a smaller id joins its original's split instead of moving the family."""
+and a copy added later with a smaller id joins its original's split instead of moving the family; a domain
+without a video in train gets one of its new families there."""
 
 from curation.splits import assign_split, assign_splits, families, plan_splits
 from curation.store import Dataset
@@ -14,6 +15,15 @@ def ids_in(split: str, other: str) -> tuple[str, str]:
 
 def dup(seg: str, video: str, group: str, others=()) -> dict:
     return dict(segment_id=seg, video_id=video, dup_group=group, other_groups=list(others))
+
+
+def hashed(split: str, prefix: str, k: int = 0) -> str:
+    """The k-th id starting with ``prefix`` that hashes to ``split``."""
+    return [f"{prefix}{i:04d}" for i in range(10_000) if assign_split(f"{prefix}{i:04d}") == split][k]
+
+
+def videos(ds: Dataset, domains: dict[str, str]) -> None:
+    ds.write("videos", [dict(video_id=v, uri=f"/v/{v}.mp4", domain=d) for v, d in domains.items()])
 
 
 def test_a_copy_with_a_smaller_id_joins_the_originals_split_and_nothing_moves(tmp_path):
@@ -52,9 +62,49 @@ def test_a_bridge_between_two_families_never_moves_either(tmp_path):
     assert assign_splits(ds, [a, b, "v0"]) == {a: "train", b: "test", "v0": "test"}
 
 
+def test_one_video_per_domain_puts_every_domain_in_train(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    a, b, c = hashed("train", "a"), hashed("val", "b"), hashed("test", "c")
+    videos(ds, {a: "sports", b: "cooking", c: "news"})
+    assert assign_splits(ds, [a, b, c]) == {a: "train", b: "train", c: "train"}
+    assert {r["video_id"]: r["how"] for r in ds.rows("splits")} == {a: "hash", b: "stratified", c: "stratified"}
+
+
+def test_a_domain_moves_one_family_from_the_split_holding_most_of_it(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    v1, v2, t1 = hashed("val", "a"), hashed("val", "a", 1), hashed("test", "a")
+    copy = hashed("test", "b")  # a near-duplicate of v1: the family moves whole
+    videos(ds, {v1: "news", v2: "news", t1: "news", copy: "news"})
+    ds.write("duplicates", [dup("s1", v1, "s1"), dup("s2", copy, "s1")])
+    assert min(v1, copy) == v1 and v1 < v2
+    assert assign_splits(ds, [v1, v2, t1, copy]) == {v1: "train", copy: "train", v2: "val", t1: "test"}
+    assert {r["video_id"]: r["how"] for r in ds.rows("splits")} == {v1: "stratified", copy: "family", v2: "hash",
+                                                                    t1: "hash"}
+
+
+def test_stored_splits_never_move_and_only_a_domain_missing_from_train_is_stratified(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    old_val, sport = hashed("val", "a"), hashed("train", "b")
+    videos(ds, {old_val: "news", sport: "sports"})
+    ds.write("splits", [dict(video_id=old_val, split="val", family=old_val, how="hash"),
+                        dict(video_id=sport, split="train", family=sport, how="hash")])
+    new_news, new_sport = hashed("test", "c"), hashed("test", "d")
+    videos(ds, {new_news: "news", new_sport: "sports"})
+    assert assign_splits(ds, [old_val, sport, new_news, new_sport]) == {
+        old_val: "val", sport: "train", new_news: "train", new_sport: "test"}
+    assert {r["video_id"]: r["how"] for r in ds.rows("splits")} == {
+        old_val: "hash", sport: "hash", new_news: "stratified", new_sport: "hash"}
+    later = hashed("val", "e")  # news is in train now: the usual hash again
+    videos(ds, {later: "news"})
+    assert assign_splits(ds, [later])[later] == "val"
+
+
 def test_the_tasks_stage_stores_each_videos_split_and_its_samples_follow_it(built_dataset):
     ds = Dataset(built_dataset[0].data)
     stored = {r["video_id"]: r["split"] for r in ds.rows("splits")}
     samples = ds.sql("SELECT DISTINCT video_id, split FROM samples WHERE task <> 'needle'").to_pylist()
     assert samples and {r["video_id"]: r["split"] for r in samples} == stored
-    assert all(r["how"] in ("hash", "family") for r in ds.rows("splits"))
+    assert all(r["how"] in ("hash", "family", "stratified") for r in ds.rows("splits"))
+    domains = {r["video_id"]: r["domain"] for r in ds.rows("videos") if r["domain"] != "needle"}
+    assert {domains[v] for v, s in stored.items() if s == "train"} == set(domains.values()) == {
+        "instructional", "cinematic", "egocentric"}  # one video each: every one in train

@@ -20,7 +20,9 @@ from model.loader import model_key
 TRAIN = ("max_steps=2", "save_every=0", "tensorboard=false", "data.num_workers=0", "data.max_batch_size=2",
          "optim.warmup_steps=1", "log_every=1")
 LABEL_FLAGS = ["--caption-frames", "4", "--sample-frames", "8", "--max-new-tokens", "512", "--retries", "0"]
-EVAL_FLAGS = ["--heldout", "split = 'val'", "--eval-dense-tokens", "8", "--eval-max-samples", "4"]
+# every domain of the small corpus (one video each) is in train: one domain is held out, the rest is the pool
+HELDOUT, POOL = "domain = 'cinematic'", "split = 'train' AND domain <> 'cinematic'"
+EVAL_FLAGS = ["--pool", POOL, "--heldout", HELDOUT, "--eval-dense-tokens", "8", "--eval-max-samples", "4"]
 
 
 @pytest.fixture
@@ -29,8 +31,8 @@ def round_data(built_dataset, tmp_path):
     cfg, _ = built_dataset
     data = tmp_path / "dataset"
     shutil.copytree(cfg.data, data, ignore=shutil.ignore_patterns("catalog.duckdb", "mixtures"))
-    splits = set(video_splits(Dataset(data)).values())
-    assert {"train", "val"} <= splits, f"the small corpus should have train and val videos, has {splits}"
+    ds = Dataset(data)
+    assert pool_videos(ds, POOL) and pool_videos(ds, HELDOUT), "the small corpus should have pool and held-out videos"
     return data
 
 
@@ -78,11 +80,12 @@ def test_two_rounds_lineage_heldout_skip_and_report(round_data, tiny_model, caps
     assert rows[0]["student_init"] == rows[1]["student_init"] == str(tiny_model)  # both start from the base
     assert digest(heldout) == before  # the held-out set is fixed by round 0
 
-    # the held-out set: every video in the eval split, none in the pool; grounding questions from the truth
+    # the held-out set: every held-out video, none in the pool; grounding questions from the truth
     splits = video_splits(ds)
     held = ds.sql(f"SELECT * FROM read_parquet('{heldout}')").to_pylist()
-    assert held and {splits[r["video_id"]] for r in held} == {"val"}
-    assert not {r["video_id"] for r in held} & set(pool_videos(ds, "split = 'train'"))
+    domains = {v["video_id"]: v["domain"] for v in ds.rows("videos")}
+    assert held and {domains[r["video_id"]] for r in held} == {"cinematic"}
+    assert not {r["video_id"] for r in held} & set(pool_videos(ds, POOL))
     truth = ds.sql("SELECT count(*) AS n FROM grounding WHERE source = 'ground_truth' AND list_contains(?, video_id)",
                    [sorted({r["video_id"] for r in held})]).column("n")[0].as_py()
     assert sum(r["task"] == "temporal_grounding" for r in held) == truth > 0
@@ -91,7 +94,7 @@ def test_two_rounds_lineage_heldout_skip_and_report(round_data, tiny_model, caps
     by_model = {r["model"]: r["n"] for r in ds.sql(
         "SELECT model, count(*) AS n FROM samples WHERE origin = 'model' AND task = 'dense_caption' GROUP BY ALL"
     ).to_pylist()}
-    pool = pool_videos(ds, "split = 'train'")
+    pool = pool_videos(ds, POOL)
     assert by_model[model_key(tiny_model)] >= len(pool) and by_model[model_key(student0)] == len(pool)
 
     for r in rows:
@@ -145,7 +148,7 @@ def test_round_killed_in_training_resumes_without_labelling_again(round_data, ti
         calls.append(args[0])
         return label(*args)
 
-    cfg = RoundConfig(data=str(round_data), teacher=str(tiny_model), round=0, heldout="split = 'val'",
+    cfg = RoundConfig(data=str(round_data), teacher=str(tiny_model), round=0, heldout=HELDOUT, pool=POOL,
                       eval_dense_tokens=8, eval_max_samples=4, eval_frames=8, train=TRAIN)
     real_train = rounds.train_student
 
