@@ -68,6 +68,7 @@ def print_balance(report: dict) -> None:
     head = f"mixture {report['mixture']} ({report['split'] or 'every split'}): {report['rows']} rows"
     if not report["rows"]:
         console.print(head + ": no samples, nothing written")
+        _print_warnings(report)
         return
     t = Table(title=f"{head}, {_amount(report['total'], unit)} {unit}, {report['repeated_rows']} repeated")
     cols = ("dimension", "group", "target", "before", "achieved", "error", "samples") + ((unit,) if unit != "samples" else ())
@@ -88,6 +89,12 @@ def print_balance(report: dict) -> None:
                       soft_wrap=True)
     if report["missing_targets"]:
         console.print("  targeted groups absent from this split: " + ", ".join(report["missing_targets"]))
+    _print_warnings(report)
+
+
+def _print_warnings(report: dict) -> None:
+    for line in report.get("warnings") or []:
+        console.print("  warning: " + line, style="bold red", soft_wrap=True, markup=False, highlight=False)
 
 
 def _amount(value: float, unit: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.domains import EVAL_ONLY_DOMAINS
 from curation.store import Dataset, atomic_write_parquet, to_arrow
 from mixtures.recipe import DIMENSIONS, UNIT_SQL, MixRecipe
 from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake, temperature_shares
@@ -72,6 +73,16 @@ SELECT domain, task, source,
 FROM pool GROUP BY ALL ORDER BY ALL"""
 
 
+def groups_sql(recipe: MixRecipe) -> str:
+    """Per (domain, task) of the recipe's tasks, in any split, the splits that hold samples of it; eval-only
+    domains (needle haystacks, never in train) aside."""
+    where = ["NOT list_contains([" + ", ".join(map(sql_literal, sorted(EVAL_ONLY_DOMAINS))) + "], domain)"]
+    if recipe.tasks:
+        where.append("task IN (" + ", ".join(sql_literal(t) for t in recipe.tasks) + ")")
+    return (f"SELECT domain, task, list(DISTINCT split ORDER BY split) AS splits FROM samples "
+            f"WHERE {' AND '.join(where)} GROUP BY ALL")
+
+
 def selection_sql(recipe: MixRecipe, dims: tuple[str, ...], cell_quotas: dict[Cell, tuple[float, int]]) -> str:
     """The query that picks the mixture: within each cell, eligible samples in hash order (every sample once
     before any second copy; a cell gets only the copies it needs), taken while the running total's midpoint
@@ -103,6 +114,8 @@ class Plan:
     total: float = 0.0
     sql: str = ""
     missing: list[str] = field(default_factory=list)  # targeted groups absent from this split
+    # dimension -> group -> splits: groups the dataset has elsewhere that this split has no sample of
+    absent: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def plan_mixture(con, recipe: MixRecipe, strict: bool = True) -> Plan:
@@ -110,6 +123,7 @@ def plan_mixture(con, recipe: MixRecipe, strict: bool = True) -> Plan:
     error (for held-out splits it is dropped and reported instead)."""
     stats = _run(con, stats_sql(recipe), "the balance query").to_pylist()
     plan = Plan(recipe, stats, recipe.dimensions())
+    plan.absent = _absent_groups(con, recipe, stats)
     mass = _cell_mass(stats, plan.dims)
     if not mass:
         return plan
@@ -121,6 +135,22 @@ def plan_mixture(con, recipe: MixRecipe, strict: bool = True) -> Plan:
     copies = {c: min(recipe.repeats(), max(1, math.ceil(q / mass[c] - 1e-9))) for c, q in cell_quotas.items()}
     plan.sql = selection_sql(recipe, plan.dims, {c: (q, copies[c]) for c, q in cell_quotas.items()})
     return plan
+
+
+def _absent_groups(con, recipe: MixRecipe, stats: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """Domains and tasks the dataset has samples of (in other splits) that the recipe's split has none of."""
+    if not recipe.split:
+        return {}
+    everywhere = _run(con, groups_sql(recipe), "the groups query").to_pylist()
+    out = {}
+    for dim in ("domain", "task"):
+        here = {r[dim] for r in stats}
+        found: dict[str, set[str]] = {}
+        for r in everywhere:
+            if r[dim] not in here:
+                found.setdefault(r[dim], set()).update(r["splits"])
+        out[dim] = {g: sorted(splits) for g, splits in sorted(found.items())}
+    return out
 
 
 def _cell_mass(stats: list[dict], dims: tuple[str, ...]) -> dict[Cell, float]:
@@ -178,8 +208,23 @@ def balance(plan: Plan, manifest: pa.Table | None) -> dict:
         "balanced_by": list(plan.dims), "budget": plan.recipe.budget, "planned_total": plan.total,
         "total": sum(r["mass"] for r in after), "rows": manifest.num_rows if manifest is not None else 0,
         "repeated_rows": sum(r["repeated"] for r in after), "missing_targets": plan.missing,
-        "dimensions": dims, "filtered": _filtered(plan.stats),
+        "missing_domains": list(plan.absent.get("domain", {})), "missing_tasks": list(plan.absent.get("task", {})),
+        "warnings": warnings(plan), "dimensions": dims, "filtered": _filtered(plan.stats),
     }
+
+
+def warnings(plan: Plan) -> list[str]:
+    """One line per dimension whose groups the dataset has but this split lacks: shares over the split say
+    nothing about them."""
+    out = []
+    split = plan.recipe.split
+    present = {dim: sorted({r[dim] for r in plan.stats}) for dim in ("domain", "task")}
+    for dim, absent in plan.absent.items():
+        if absent:
+            where = sorted({s for splits in absent.values() for s in splits})
+            out.append(f"split {split!r} has no samples of {dim}s {', '.join(absent)} (the dataset has them in "
+                       f"{', '.join(where)}); this mixture covers {dim}s {', '.join(present[dim]) or 'none'} only")
+    return out
 
 
 def _after_mass(manifest: pa.Table, unit: str) -> list[dict]:

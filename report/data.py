@@ -185,6 +185,8 @@ def mixture_page(mdir: Path, videos: dict[str, dict]) -> dict:
         "split": balance.get("split", recipe.get("split")), "unit": balance.get("unit", recipe.get("unit", "samples")),
         "balanced_by": list(balance.get("balanced_by") or []), "total": balance.get("total"),
         "budget": balance.get("budget"), "missing_targets": balance.get("missing_targets") or [],
+        "missing_domains": balance.get("missing_domains") or [], "missing_tasks": balance.get("missing_tasks") or [],
+        "warnings": balance.get("warnings") or [],
         "dimensions": balance.get("dimensions") or {}, "filtered": balance.get("filtered") or [],
         "max_error": max_error(balance), "sql": recipe.get("sql") or "",
         "tasks": dict(sorted(tasks.items())), "domains": dict(sorted(domains.items())),
@@ -392,7 +394,7 @@ def overview(t: Tables, mixtures: list[dict]) -> dict:
             "sample_tokens": histogram([(s["n_text_tokens"] or 0) + (s["n_visual_tokens"] or 0) for s in all_samples]),
         },
         "tasks": dict(sorted(Counter(s["task"] for s in all_samples).items())),
-        "mixtures": [{k: m[k] for k in ("name", "page", "split", "unit", "rows", "balanced_by", "max_error")}
-                     for m in mixtures],
+        "mixtures": [{k: m[k] for k in ("name", "page", "split", "unit", "rows", "balanced_by", "max_error",
+                                        "missing_domains", "missing_tasks")} for m in mixtures],
         "list_pages": max(1, math.ceil(len(t.videos) / PAGE_SIZE)),
     }

@@ -338,11 +338,11 @@ def overview_html(o: dict, dataset: str) -> str:
     out.append(f'<h2 id="mixtures">Mixtures ({len(o["mixtures"])})</h2>')
     if o["mixtures"]:
         out.append("<table><tr><th>mixture</th><th>split</th><th>unit</th><th>rows</th><th>balanced by</th>"
-                   "<th>max share error</th></tr>")
+                   "<th>max share error</th><th>warnings</th></tr>")
         out += [f'<tr><td><a href="mixtures/{e(m["page"])}.html">{e(m["name"])}</a></td><td>{e(m["split"])}</td>'
                 f'<td>{e(m["unit"])}</td><td class="num">{int(m["rows"])}</td><td>{e(", ".join(m["balanced_by"]))}</td>'
-                f'<td class="num">{n(m["max_error"], ".3f") if m["max_error"] is not None else "–"}</td></tr>'
-                for m in o["mixtures"]]
+                f'<td class="num">{n(m["max_error"], ".3f") if m["max_error"] is not None else "–"}</td>'
+                f'<td class="failure">{e(_lacks(m))}</td></tr>' for m in o["mixtures"]]
         out.append("</table>")
     else:
         out.append('<p class="muted">none yet: <code>densevid mix --data DIR</code></p>')
@@ -388,6 +388,13 @@ def overview_html(o: dict, dataset: str) -> str:
     return doc("densevid report", "\n".join(out), root)
 
 
+def _lacks(m: dict) -> str:
+    """The overview's warning for a mixture whose split lacks groups the dataset has."""
+    parts = [f"lacks {dim}s {', '.join(m[key])}" for dim, key in (("domain", "missing_domains"), ("task", "missing_tasks"))
+             if m.get(key)]
+    return "; ".join(parts)
+
+
 # --- a mixture --------------------------------------------------------------------------------------------
 
 
@@ -401,6 +408,7 @@ def mixture_html(m: dict, thumbs: Thumbs | None) -> str:
            f'<span>max share error {n(m["max_error"], ".3f")}</span><span>folder {e(m["dir"])}</span></p>']
     if m["missing_targets"]:
         out.append(f'<p class="failure">targeted groups absent: {e(json.dumps(m["missing_targets"]))}</p>')
+    out += [f'<p class="failure warning">warning: {e(w)}</p>' for w in m["warnings"]]
     out.append('<h2>Target vs achieved</h2><div class="grid">')
     dims = m["dimensions"]
     for dim in (m["balanced_by"] or [d for d in ("domain",) if d in dims]):

@@ -252,3 +252,37 @@ def test_keep_is_decided_per_sample_by_the_share_of_its_clip_that_quality_drops(
     assert strict == kept - {"dense_w"}
     shares = d.sql(pool_sql(load_mix_recipe("natural", {"holdout": []})) + " SELECT sample_id, dropped_share FROM pool")
     assert {r["sample_id"]: r["dropped_share"] for r in shares.to_pylist()}["dense_w"] == pytest.approx(0.2)
+
+
+def test_a_split_without_some_domains_warns_in_the_summary_balance_json_and_report(tmp_path, capsys):
+    """Splits are per video: with one video per domain, train held only sports; the mixture said share 1.000,
+    error 0 and nothing else. Now balance.json, the printed summary and the report name the missing domains."""
+    from densevid.cli import main
+    from report.build import write_report
+
+    small = Dataset(tmp_path / "d")
+    small.write("samples", [_sample(i, "sports", "dense_caption", "v1", 10, 100) for i in range(3)] +
+                [_sample(10, "cooking", "dense_caption", "v2", 10, 100, "val"),
+                 _sample(11, "news", "temporal_grounding", "v3", 10, 100, "test")])
+    small.write("videos", [_video("v1", "sports", "yt", 100), _video("v2", "cooking", "yt", 100),
+                           _video("v3", "news", "yt", 100)])
+    assert main(["mix", "balanced", "--data", str(small.root)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((small.root / "mixtures" / "balanced" / "balance.json").read_text())
+    assert report["missing_domains"] == ["cooking", "news"] and report["missing_tasks"] == ["temporal_grounding"]
+    assert report["warnings"] == [
+        "split 'train' has no samples of domains cooking, news (the dataset has them in test, val); this mixture "
+        "covers domains sports only",
+        "split 'train' has no samples of tasks temporal_grounding (the dataset has them in test); this mixture "
+        "covers tasks dense_caption only"]
+    assert f"warning: {report['warnings'][0]}" in out and f"warning: {report['warnings'][1]}" in out
+    val = json.loads((small.root / "mixtures" / "balanced-val" / "balance.json").read_text())
+    assert val["missing_domains"] == ["news", "sports"] and val["missing_tasks"] == ["temporal_grounding"]
+    assert f"warning: {val['warnings'][0]}" in out
+
+    site = tmp_path / "site"
+    write_report(small.root, site, progress=False, thumbnails=False)
+    index = (site / "index.html").read_text()
+    assert '<td class="failure">lacks domains cooking, news; lacks tasks temporal_grounding</td>' in index
+    page = (site / "mixtures" / "balanced.html").read_text()
+    assert '<p class="failure warning">warning: split &#x27;train&#x27; has no samples of domains cooking, news' in page
