@@ -67,6 +67,9 @@ class EvalConfig:
 
 
 def grounding_summary(ious: list[float], thresholds=THRESHOLDS) -> dict:
+    """mIoU and R@IoU; with nothing scored, every metric is None (not a score of 0)."""
+    if not ious:
+        return {"n": 0, "miou": None, **{f"r@{t}": None for t in thresholds}}
     out = {"n": len(ious), "miou": round(mean(ious), 4)}
     out.update({f"r@{t}": round(v, 4) for t, v in recall_at(ious, thresholds).items()})
     return out
@@ -97,11 +100,12 @@ def needle_item(row: dict, needle: dict, answer: str) -> dict:
 
 
 def needle_summary(items: list[dict]) -> dict:
-    """Colour accuracy, mean span tIoU and both-right overall and per (duration, depth) cell."""
+    """Colour accuracy, mean span tIoU and both-right overall and per (duration, depth) cell; None overall
+    when there are no items."""
     durations = sorted({i["duration_s"] for i in items})
     depths = sorted({i["depth"] for i in items})
     n = len(items)
-    overall = {k: round(mean([float(i[k]) for i in items]), 4) for k in ("correct", "tiou", "both")}
+    overall = {k: round(mean([float(i[k]) for i in items]), 4) if items else None for k in ("correct", "tiou", "both")}
     return dict(n=n, accuracy=overall["correct"], mean_tiou=overall["tiou"],
                 **{f"both@{NEEDLE_BOTH_TIOU}": overall["both"]}, durations_s=durations, depths=depths,
                 grid=accuracy_grid(items, durations, depths), grid_tiou=accuracy_grid(items, durations, depths, "tiou"),
@@ -125,6 +129,8 @@ def generate_answers(lm, rows: list[dict], batch_size: int, max_new_tokens: int,
     from finetune.data import load_video
     from model.inputs import build_inputs
 
+    if not rows:  # nothing to ask: no model needed
+        return []
     device = next(lm.model.parameters()).device
     answers = []
     for i in range(0, len(rows), batch_size):
@@ -200,6 +206,13 @@ def eval_dense(lm, rows: list[dict], cfg: EvalConfig, references: dict[str, tupl
     return dict(dense_summary(items, TIOUS), without_reference=len(rows) - len(scored), items=items)
 
 
+def scorable(result: dict, why_none: str) -> dict:
+    """The result with a line saying how many samples were scored (and, for none, why)."""
+    n = result["n"]
+    result["summary"] = f"{n} scorable sample{'' if n == 1 else 's'}" + ("" if n else f": {why_none}")
+    return result
+
+
 def plot_heatmap(result: dict, path: Path, title: str) -> Path:
     import matplotlib
 
@@ -265,23 +278,30 @@ def run_eval(cfg: EvalConfig, lm=None) -> dict:
         raise ValueError("bad eval options:\n  " + "\n  ".join(problems))
     out = Path(cfg.out) if cfg.out else None
     rows = held_out_rows(cfg)
-    dense = [r for r in rows if r["task"] == DENSE_TASK][: cfg.max_samples] if cfg.dense_captions else []
-    if dense and scorer_problems():  # before the model loads: the way out, not a traceback an hour later
-        raise ValueError("cannot score the held-out dense captions:\n  " + "\n  ".join(scorer_problems()))
-    lm = lm or load_model(cfg.model)
-    lm.model.eval()
-    report: dict = dict(model=cfg.model, config=asdict(cfg))
     grounding = [r for r in rows if r["task"] == "temporal_grounding"][: cfg.max_samples]
-    if grounding:
-        report["grounding"] = eval_grounding(lm, grounding, cfg)
-    if dense:
-        from synth.dense_eval import caption_scorer
-
-        report["dense_caption"] = eval_dense(lm, dense, cfg, dense_references(dense, dataset_of(cfg)), caption_scorer())
+    dense = [r for r in rows if r["task"] == DENSE_TASK][: cfg.max_samples] if cfg.dense_captions else []
+    references = dense_references(dense, dataset_of(cfg)) if dense else {}
+    scored_dense = [r for r in dense if r["video_id"] in references]
     needles = [r for r in rows if r["task"] == NEEDLE_TASK][: cfg.max_samples]
-    if needles:
-        report["needle_dataset"] = eval_needle(lm, needles, cfg)
-        if out:
+    if scored_dense and scorer_problems():  # before the model loads: the way out, not a traceback an hour later
+        raise ValueError("cannot score the held-out dense captions:\n  " + "\n  ".join(scorer_problems()))
+    if grounding or scored_dense or needles or cfg.needle:
+        lm = lm or load_model(cfg.model)
+        lm.model.eval()
+    report: dict = dict(model=cfg.model, config=asdict(cfg))
+    if cfg.mixture or cfg.data:  # every held-out task is reported, scored or not
+        among = f"among the {len(rows)} held-out samples"
+        report["grounding"] = scorable(eval_grounding(lm, grounding, cfg), f"no temporal_grounding samples {among}")
+        if cfg.dense_captions:
+            from synth.dense_eval import caption_scorer
+
+            why = (f"none of the {len(dense)} dense_caption samples has reference events (an imported reference:* "
+                   "dense caption, or the truth JSON beside a generated video)" if dense
+                   else f"no dense_caption samples {among}")
+            report["dense_caption"] = scorable(eval_dense(lm, dense, cfg, references,
+                                                          caption_scorer() if scored_dense else None), why)
+        report["needle_dataset"] = scorable(eval_needle(lm, needles, cfg), f"no needle samples {among}")
+        if out and needles:
             plot_heatmap(report["needle_dataset"], out / "needle_dataset_heatmap.png", "needle (dataset)")
     if cfg.needle:
         base = out or Path("eval_out")

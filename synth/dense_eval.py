@@ -178,12 +178,17 @@ def video_scores(preds: list[Event], refs: list[Event], scorer: CaptionScorer, t
 
 def dense_summary(videos: list[dict], tious=TIOUS) -> dict:
     """Means over videos per tIoU (F1 from the mean precision and recall, as dense-captioning papers report it),
-    their mean over the tIoUs, and the mean SODA_c."""
+    their mean over the tIoUs, and the mean SODA_c; with no videos every score is None (nothing was scored,
+    which is not a score of 0)."""
+    keys = ("precision", "recall", "f1", *CAPTION_METRICS)
+    if not videos:
+        nothing = dict.fromkeys(keys)
+        return dict(n=0, tious=list(tious), by_tiou={f"{t:g}": dict(nothing) for t in tious}, average=dict(nothing),
+                    soda_c=None)
     by_tiou = {}
     for t in (f"{t:g}" for t in tious):
         cell = {k: mean([v["by_tiou"][t][k] for v in videos]) for k in ("precision", "recall", *CAPTION_METRICS)}
         by_tiou[t] = dict(cell, f1=f_measure(cell["precision"], cell["recall"]))
-    keys = ("precision", "recall", "f1", *CAPTION_METRICS)
     average = {k: mean([c[k] for c in by_tiou.values()]) for k in keys}
     return dict(n=len(videos), tious=list(tious), by_tiou=_rounded(by_tiou), average=_rounded(average),
                 soda_c=round(mean([v["soda_c"] for v in videos]), 4))

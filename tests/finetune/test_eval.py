@@ -176,3 +176,36 @@ def test_eval_options_are_checked_together(capsys):
     assert main(["eval", "--model", "m", "--max-samples", "0", "--needle-depths", "1.5"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "nothing to evaluate" in err and "--max-samples 0" in err and "[0, 1]" in err
+
+
+def test_nothing_to_score_says_0_scorable_samples_and_writes_null(tmp_path, capsys):
+    """A held-out set whose one dense caption has no reference: zeros used to be printed as scores and the
+    grounding key was missing. Every task is reported, with n 0, every metric null and why."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    pq.write_table(pa.Table.from_pylist([dict(sample_id="s1", task="dense_caption", video_id="v1",
+                                              uri=str(tmp_path / "own.mp4"), messages="[]")]), mix / "manifest.parquet")
+    out = tmp_path / "eval"
+    # no model loads: there is nothing to ask it
+    assert main(["eval", "--model", "no-such-model", "--mixture", str(mix), "--out", str(out)]) == EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((out / "eval.json").read_text())
+    among = "among the 1 held-out samples"
+    grounding = {"n": 0, "miou": None, "r@0.3": None, "r@0.5": None, "r@0.7": None,
+                 "summary": f"0 scorable samples: no temporal_grounding samples {among}"}
+    assert printed["grounding"] == grounding and written["grounding"] == {**grounding, "items": []}
+    nothing = dict.fromkeys(("precision", "recall", "f1", "bleu4", "meteor", "cider"))
+    dense = written["dense_caption"]
+    assert {k: v for k, v in dense.items() if k != "items"} == printed["dense_caption"] == {
+        "n": 0, "tious": [0.3, 0.5, 0.7, 0.9], "by_tiou": {t: nothing for t in ("0.3", "0.5", "0.7", "0.9")},
+        "average": nothing, "soda_c": None, "without_reference": 1,
+        "summary": "0 scorable samples: none of the 1 dense_caption samples has reference events (an imported "
+                   "reference:* dense caption, or the truth JSON beside a generated video)"}
+    needle = printed["needle_dataset"]
+    assert (needle["n"], needle["accuracy"], needle["mean_tiou"], needle["both@0.5"], needle["grid"]) == (0, None, None,
+                                                                                                        None, [])
+    assert needle["summary"] == f"0 scorable samples: no needle samples {among}"
+    assert not (out / "needle_dataset_heatmap.png").exists()
