@@ -14,7 +14,7 @@ from pathlib import Path
 
 from curation.video import VideoError
 from densevid import export_cli, gate_cli, mix_cli, report_cli, round_cli, train_cli
-from densevid.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_SYSTEM, EXIT_USAGE
+from densevid.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_SYSTEM, EXIT_USAGE
 from densevid.pipeline import STAGES, PipelineConfig, run_pipeline
 from synth.imports import FORMATS as IMPORT_FORMATS
 from synth.imports import TOLERANCE_S
@@ -224,10 +224,18 @@ def cmd_compact(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
     try:
+        return _main(argv)
+    except KeyboardInterrupt:  # every write is atomic and every stage skips what is done
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        _quiet_libraries()
         if args.cmd == "demo":
             from densevid.demo import run_demo
 

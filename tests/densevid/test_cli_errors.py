@@ -36,3 +36,40 @@ def test_a_read_only_disk_reads_cannot_write(tmp_path):
     assert os_error_line("export", e) == "densevid export: cannot write /x: Read-only file system"
     assert os_error_line("sql", OSError("Failed to open local file 'a'.\nDetail: [errno 13]")) == \
         "densevid sql: Failed to open local file 'a'. Detail: [errno 13]"
+
+
+def _mixture_of_every_sample(built_dataset):
+    from curation.store import Dataset
+    from mixtures.balance import build_mixture
+    from mixtures.recipe import MixRecipe
+
+    cfg, _ = built_dataset
+    return build_mixture(Dataset(cfg.data), MixRecipe(name="interrupt", split="", holdout=(), balance_by=()))
+
+
+def test_ctrl_c_during_training_is_one_line_and_status_130(built_dataset, tiny_model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "densevid.cli", "train", "lora", f"model={tiny_model}",
+           f"mixture={_mixture_of_every_sample(built_dataset)}", f"output_dir={tmp_path / 'run'}", "max_steps=100000",
+           "log_every=1", "save_every=0", "tensorboard=false", "data.num_workers=2", "data.max_batch_size=2"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    # a session of its own, so the signal goes to the whole group as a terminal's Ctrl-C does (DataLoader workers too)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            env=env, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step "):  # inside the training loop
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    assert err.count("interrupted") == 1
