@@ -320,6 +320,7 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
 
 
 EMPTY_PART = "part-empty.parquet"
+RUNS_DIR = "stage_runs"  # the last run of each stage and variant, one JSON file each (not a table)
 COMPACTION_JOURNAL = "_compaction.json"
 COMPACTION_EPOCH = "_compaction.epoch"  # rewritten by every finished swap, so a reader can tell one ran
 
@@ -527,6 +528,25 @@ class Dataset:
     def finished(self, stage: str, variant: str) -> set[str]:
         """Items of this stage and variant that completed with nothing to write."""
         return {k[2] for k in self.keys("finished") if k[0] == stage and k[1] == variant}
+
+    def record_run(self, stage: str, variant: str, run: dict) -> None:
+        """Keep the last run of a stage and variant (when, how long, items, counts) in
+        ``<root>/stage_runs/``, so a run that found nothing to do is known to have happened."""
+        d = self.root / RUNS_DIR
+        d.mkdir(exist_ok=True)
+        record = dict(stage=stage, variant=variant, **run, code_version=CODE_VERSION)
+        atomic_write_text(d / f"{stage}-{stable_id(variant, n=12)}.json", json.dumps(record, default=str))
+
+    def last_runs(self) -> list[dict]:
+        """The last recorded run of each stage and variant, by stage and variant."""
+        d = self.root / RUNS_DIR
+        runs = []
+        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                runs.append(json.loads(p.read_text()))
+            except (OSError, ValueError):  # half a file from an older writer: that run is not known
+                continue
+        return sorted(runs, key=lambda r: (r.get("stage", ""), r.get("variant", "")))
 
     @property
     def catalog_path(self) -> Path:

@@ -95,6 +95,8 @@ class Tables:
     failures: list[dict] = field(default_factory=list)  # open ones only
     quality: list[dict] | None = None
     resolved_failures: int = 0  # failures a later run fixed (kept in the failures table)
+    runs: list[dict] = field(default_factory=list)  # the last run of each stage and variant
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, variant) -> items with nothing to write
 
     def __post_init__(self):
         self.verdicts_by_record = _verdicts_by_record(self.verdicts)
@@ -127,7 +129,9 @@ def load_tables(ds: Dataset) -> Tables:
         samples={k: sorted(v, key=lambda s: (s["task"], s["clip_start_s"], s["sample_id"]))
                  for k, v in _grouped(rows["samples"]).items()},
         failures=sorted(rows["failures"], key=lambda f: (f["stage"], f["error_type"], f["item_id"])),
-        quality=quality, resolved_failures=counts["resolved"],
+        quality=quality, resolved_failures=counts["resolved"], runs=ds.last_runs(),
+        finished={(r["stage"], r["variant"]): r["n"] for r in ds.sql(
+            "SELECT stage, variant, count(*) AS n FROM finished GROUP BY ALL").to_pylist()},
     )
 
 
@@ -346,6 +350,30 @@ def video_index(t: Tables) -> list[dict]:
     return out
 
 
+def unverified(t: Tables) -> list[dict]:
+    """Each verifying model whose last verify run left no verdicts, and why: how many records it had to
+    check, its failures, and what ground wrote for that model (records, failures by error type, segments
+    where it found nothing)."""
+    judged = {v["model"] for v in t.verdicts}
+    ground_runs = {r["variant"] for r in t.runs if r.get("stage") == "ground"}
+    ground_failed = Counter(f["error_type"] for f in t.failures if f["stage"] == "ground")
+    segments = sum(len(rows) for rows in t.segments.values())
+    out = []
+    for run in t.runs:
+        model = run.get("variant", "")
+        if run.get("stage") != "verify" or model in judged:
+            continue
+        counts = run.get("counts") or {}
+        records = sum(1 for rows in t.grounding.values() for g in rows if g["source"] == "model" and g["model"] == model)
+        out.append({
+            "model": model, "records": int(run.get("items") or 0) + int(counts.get("skipped_done") or 0),
+            "failed": int(counts.get("failed") or 0), "reasons": sorted((run.get("reasons") or {}).items()),
+            "ground_ran": model in ground_runs, "ground_records": records, "segments": segments,
+            "ground_failed": sorted(ground_failed.items(), key=lambda kv: (-kv[1], kv[0])),
+            "ground_empty": t.finished.get(("ground", model), 0)})
+    return out
+
+
 def overview(t: Tables, mixtures: list[dict]) -> dict:
     """Rows per table, hours and samples per domain, failures by stage and error type, verification and
     quality rates, distributions, one line per mixture."""
@@ -387,7 +415,7 @@ def overview(t: Tables, mixtures: list[dict]) -> dict:
         "counts": dict(t.counts), "videos": len(t.videos),
         "domains": sorted(domains.values(), key=lambda d: d["domain"] or ""),
         "failures": failures, "n_failures": len(t.failures), "resolved_failures": t.resolved_failures,
-        "verification": verification, "quality": quality,
+        "verification": verification, "unverified": unverified(t), "quality": quality,
         "distributions": {
             "segment_s": histogram([s["end_s"] - s["start_s"] for s in all_segments]),
             "cut_score": histogram([s["cut_score"] for s in all_segments if s["idx"] and s["cut_score"] is not None]),

@@ -371,8 +371,10 @@ def overview_html(o: dict, dataset: str) -> str:
         out.append('</table><div class="grid">')
         out += [histogram_chart(v["cycle_tiou"], f"cycle tIoU · {v['model']}", ".2f") for v in o["verification"]]
         out.append("</div>")
-    else:
+    elif not o.get("unverified"):
         out.append('<p class="muted">no verdicts yet (<code>densevid verify</code>)</p>')
+    out += [f'<p class="failure" data-unverified="{e(u["model"])}">{e(unverified_line(u))}</p>'
+            for u in o.get("unverified") or []]
     if o["quality"] is not None:
         q = o["quality"]
         out.append(f'<h2>Quality</h2><p>{int(q["kept"])} of {int(q["segments"])} segments kept '
@@ -386,6 +388,28 @@ def overview_html(o: dict, dataset: str) -> str:
                                                             fmt=lambda v: n(v, ".0f"), width=420, title="samples per task")
                + "</div></div>")
     return doc("densevid report", "\n".join(out), root)
+
+
+def unverified_line(u: dict) -> str:
+    """Why a verify run left no verdicts, in one sentence."""
+    head = f"verify ran (model {u['model']}) and wrote no verdicts: {u['records']} records to check"
+    if u["records"]:
+        why = "; ".join(f"{k} ×{v}" for k, v in u["reasons"])
+        return head + f", {u['failed']} failed" + (f" ({why})" if why else "")
+    if u["ground_records"]:  # written after that run
+        return head + f"; ground has written {u['ground_records']} records since: run densevid verify again"
+    if not u["ground_ran"]:
+        return head + ", as ground has not run with this model (densevid ground)"
+    failed = sum(v for _, v in u["ground_failed"])
+    kinds = ", ".join(f"{k} ×{v}" for k, v in u["ground_failed"])
+    return (head + f", as ground wrote {u['ground_records']} usable records over {u['segments']} segments: "
+            f"{_count(failed, 'failure')}" + (f" ({kinds})" if kinds else "") +
+            f", {_count(u['ground_empty'], 'segment')} where it found nothing; the failures table holds each "
+            "failure's message and raw output")
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
 
 
 def _lacks(m: dict) -> str:

@@ -1,7 +1,8 @@
 """Executors run the same stage objects in different places: ``local`` (this process, or a pool of
 processes with ``workers``) and ``ray`` (tasks and actor pools on a Ray cluster). Both skip what is done,
 write through the one write path (``curation.stage.write_batch``), turn failures into rows, show progress,
-compact the tables a stage wrote when it left many files, and return the same ``Stats``."""
+compact the tables a stage wrote when it left many files, record the run (``Dataset.record_run``) and
+return the same ``Stats``."""
 
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
                 stats.add(f"compacted_{table}_files", before - after)
     ds.refresh_catalog()
     stats.seconds = time.perf_counter() - t0
+    ds.record_run(stage.name, stage.variant, dict(
+        finished_at=time.time(), seconds=stats.seconds, executor=opts.executor, shard=opts.shard, items=len(pending),
+        counts=dict(stats.counts), reasons=dict(stats.reasons)))
     return stats
 
 

@@ -55,3 +55,31 @@ def test_the_report_lists_open_failures_and_counts_the_resolved(tmp_path):
     assert {r["video_id"]: r["failures"] for r in D.video_index(t)} == {"v1": 0, "v2": 1}
     page = H.overview_html(o, "d")
     assert "Failures (1 open)" in page and "1 more resolved by a later run" in page
+
+
+def test_a_verify_run_with_nothing_to_check_says_why(tmp_path):
+    """Grounding on real videos wrote nothing, verify checked 0 records, and the report said "no verdicts yet
+    (densevid verify)" as if verify had not run. Now it says it ran, had 0 records, and why."""
+    from curation.executors import run_stage
+    from synth.segment_model import InvalidOutput
+    from synth.verify import VerifyStage
+
+    ds = Dataset(tmp_path / "d")
+    ds.write("videos", [_video("v1")])
+    ds.write("segments", [_segment(k) for k in (1, 2, 3)])
+    assert 'no verdicts yet (<code>densevid verify</code>)' in H.overview_html(D.overview(D.load_tables(ds), []), "d")
+
+    for seg in ("s1", "s2"):
+        ds.fail("ground", seg, InvalidOutput(f"segment {seg}: box [284, 774, 96, 97] must have 0 <= x1 < x2"))
+    ds.finish("ground", "tiny", ["s3"])  # the model found nothing there
+    ds.record_run("ground", "tiny", dict(items=3, counts={"failed": 2, "finished_empty": 1}))
+    stats = run_stage(VerifyStage(model_id="tiny"), ds, progress=False)
+    assert stats.counts["rows_written"] == 0 and ds.counts()["verdicts"] == 0
+
+    o = D.overview(D.load_tables(ds), [])
+    assert [(u["model"], u["records"], u["ground_records"], u["ground_failed"], u["ground_empty"])
+            for u in o["unverified"]] == [("tiny", 0, 0, [("InvalidOutput", 2)], 1)]
+    page = H.overview_html(o, "d")
+    assert "no verdicts yet" not in page
+    assert ('verify ran (model tiny) and wrote no verdicts: 0 records to check, as ground wrote 0 usable records '
+            'over 3 segments: 2 failures (InvalidOutput ×2), 1 segment where it found nothing') in page
