@@ -97,8 +97,17 @@ def _add_stage_parser(sub, name: str, stages: tuple[str, ...], summary: str) -> 
     p.set_defaults(pipeline_stages=stages)
 
 
+class Parser(argparse.ArgumentParser):
+    """Options only by their full names: no prefix matching, so `--video` is no `--videos`. Subcommands'
+    parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="densevid", description="Video-language training data from long videos.")
+    ap = Parser(prog="densevid", description="Video-language training data from long videos.")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = ap.add_subparsers(dest="cmd", required=True)
     demo = sub.add_parser("demo", help="the whole pipeline offline on generated videos with a tiny model")

@@ -109,8 +109,14 @@ class PipelineConfig:
     def problems(self, stages: tuple[str, ...]) -> list[str]:
         out = self.detector.problems() + self.policy.problems() + self.gate.problems() + self.quality.problems()
         out += [f"--skip {s!r} is not a stage; stages are {', '.join(STAGES)}" for s in self.skip if s not in STAGES]
+        ingest = "ingest" in stages and "ingest" not in self.skip
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
+        elif ingest and not Path(self.videos).expanduser().exists():
+            out.append(f"--videos {self.videos}: no such folder; pass --videos DIR with video files in it")
+        if not ingest and not (Path(self.data).expanduser() / "videos").is_dir():  # a typo must not become a dataset
+            out.append(f"--data {self.data} is no dataset yet (no videos table); run densevid ingest --videos DIR "
+                       f"--data {self.data} (or densevid run) first")
         try:
             [parse_rule(r) for r in self.domain_rules]
         except ValueError as e:

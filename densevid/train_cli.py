@@ -77,7 +77,7 @@ def _train_options(p) -> None:
 def reparse(args, add_options, prog: str):
     """Options and overrides in any order (the main parser stops collecting positionals at the first option):
     what follows the first option is parsed again, and an option given before it still counts."""
-    p = argparse.ArgumentParser(prog=prog)
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
     add_options(p)
     later = p.parse_intermixed_args(list(args.rest))
     for name, value in vars(args).items():

@@ -73,3 +73,35 @@ def test_ctrl_c_during_training_is_one_line_and_status_130(built_dataset, tiny_m
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
     assert err.count("interrupted") == 1
+
+
+def test_options_are_taken_by_their_full_names_only(tmp_path, capsys):
+    import pytest
+
+    from densevid.cli import parser
+
+    ap = parser()
+    (sub,) = [a for a in ap._actions if a.dest == "cmd"]
+    assert [name for name, p in sub.choices.items() if p.allow_abbrev] == []
+    for argv, left in ((["run", "--video", "v", "--data", "d"], "--video v"),
+                       (["split", "--data", "d", "--min-seg", "1"], "--min-seg 1")):
+        with pytest.raises(SystemExit) as stop:
+            ap.parse_args(argv)
+        assert stop.value.code == 2
+        assert f"unrecognized arguments: {left}" in capsys.readouterr().err
+    mixture = _empty_mixture(tmp_path)
+    with pytest.raises(SystemExit) as stop:  # options after the recipe are parsed again, with the same rule
+        main(["train", "lora", f"mixture={mixture}", "--max-step", "3", "--print-config"])
+    assert stop.value.code == 2 and "unrecognized arguments: --max-step" in capsys.readouterr().err
+
+
+def test_nothing_is_written_before_the_options_are_checked(tmp_path, capsys):
+    from densevid.exits import EXIT_USAGE
+
+    data = tmp_path / "d"
+    assert main(["run", "--videos", str(tmp_path / "nope"), "--data", str(data)]) == EXIT_USAGE
+    assert not data.exists()
+    assert f"--videos {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    assert main(["split", "--data", str(tmp_path / "typo")]) == EXIT_USAGE
+    assert not (tmp_path / "typo").exists()
+    assert f"--data {tmp_path / 'typo'} is no dataset yet" in capsys.readouterr().err
