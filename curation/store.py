@@ -544,7 +544,7 @@ class Dataset:
         for p in sorted(d.glob("*.json")) if d.is_dir() else []:
             try:
                 runs.append(json.loads(p.read_text()))
-            except (OSError, ValueError):  # half a file from an older writer: that run is not known
+            except (OSError, ValueError):  # unreadable: that run is not known
                 continue
         return sorted(runs, key=lambda r: (r.get("stage", ""), r.get("variant", "")))
 
