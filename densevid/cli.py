@@ -21,7 +21,8 @@ from synth.imports import TOLERANCE_S
 
 
 def _add_data(p, required=True):
-    p.add_argument("--data", type=Path, required=required, help="dataset directory (Parquet tables + catalog)")
+    p.add_argument("--data", type=Path, required=required, metavar="DIR",
+                   help="dataset directory (Parquet tables + catalog)")
 
 
 # --- config dataclass <-> flags ---------------------------------------------------------------------------
@@ -66,10 +67,12 @@ def _config_fields(cls):
 def _flag_options(f, typ) -> dict:
     meta = f.metadata
     if f.default is dataclasses.MISSING:
-        return dict(type=typ, required=True, help=meta["help"])
+        return dict(type=typ, required=True, metavar=meta.get("metavar", f.name.upper()),
+                    help=meta["help"] + " (required)")
     if typ is bool:
         return dict(action="store_true", default=f.default, help=meta["help"])
     text = meta["help"] + (f" (default {_shown(f.default)})" if f.default not in (None, ()) else "")
+    text += " (required)" if meta.get("required") else ""
     metavar = meta.get("metavar", f.name.upper())
     if meta.get("repeat"):
         return dict(action="append", default=list(f.default), metavar=metavar, help=text)
@@ -79,7 +82,7 @@ def _flag_options(f, typ) -> dict:
         words = typing.get_args(typ)[0] is str
         return dict(type=comma_words if words else train_cli.comma_floats, default=f.default,
                     metavar="A,B,..." if words else "X,Y,...", help=text)
-    return dict(type=typ, default=f.default, metavar=metavar, help=text)
+    return dict(type=typ, default=f.default, metavar=metavar, required=meta.get("required", False), help=text)
 
 
 def comma_words(text: str) -> tuple[str, ...]:

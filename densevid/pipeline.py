@@ -35,8 +35,8 @@ def option(default=MISSING, *, help: str, stages: tuple[str, ...] = STAGES, fact
     """A config field that is also a flag of the subcommands running any of ``stages`` (``run`` runs them all).
 
     ``cli`` may hold ``choices`` (listed in the help; ``problems`` checks them, so every mistake is reported
-    at once), ``flag`` (a spelling other than ``--field-name``), ``repeat`` (the flag is given once per value)
-    and ``metavar``. A nested config (``factory``) turns each of its own fields into a flag.
+    at once), ``flag`` (a spelling other than ``--field-name``), ``repeat`` (the flag is given once per value),
+    ``metavar`` and ``required`` (a flag every subcommand showing it needs, though the field has a default). A nested config (``factory``) turns each of its own fields into a flag.
     """
     return field(default=default, default_factory=factory, metadata=dict(help=help, stages=stages, **cli))
 
@@ -49,7 +49,7 @@ class PipelineConfig:
     ``detector`` and ``policy`` are the split stage's scene detection and cut-to-segment policy.
     """
 
-    data: Path = option(help="dataset directory (Parquet tables + catalog)")
+    data: Path = option(help="dataset directory (Parquet tables + catalog)", metavar="DIR")
     workers: int = option(1, help="processes for CPU stages (ingest, split)")
     shard: str | None = option(None, help="i/n: process only shard i of n (for cluster schedulers)")
     executor: str = option("local", choices=EXECUTORS,
@@ -64,8 +64,9 @@ class PipelineConfig:
     write_every_s: float = option(0.0, help="also write a group once it is this old (default 30 with --executor ray)")
     compact_above: int = option(64, help="compact a table the stage wrote to one file once it has more files "
                                          "than this (0: never)")
-    videos: Path | None = option(None, stages=("ingest",), help="folder of videos; subfolders name domains")
-    manifest: Path | None = option(None, stages=("ingest",),
+    videos: Path | None = option(None, stages=("ingest",), help="folder of videos; subfolders name domains",
+                                 metavar="DIR", required=True)
+    manifest: Path | None = option(None, stages=("ingest",), metavar="FILE",
                                    help="CSV/JSONL/Parquet with uri and any of domain, source, license")
     domain_rules: tuple[str, ...] = option((), stages=("ingest",), flag="--domain-rule", repeat=True,
                                            metavar="GLOB=DOMAIN",

@@ -13,6 +13,7 @@ from densevid.exits import EXIT_OK
 # old flags, kept as spellings of overrides
 _FLAG_KEYS = {"mixture": "mixture", "model": "model", "output_dir": "output_dir", "max_steps": "max_steps",
               "lr": "llm.lr", "seed": "seed"}
+_FLAG_METAVARS = {"mixture": "DIR", "model": "MODEL", "output_dir": "DIR", "max_steps": "N", "lr": "LR", "seed": "N"}
 
 
 def add_parsers(sub) -> None:
@@ -69,9 +70,10 @@ def dispatch(args) -> int | None:
 def _train_options(p) -> None:
     p.add_argument("items", nargs="*", metavar="RECIPE|key=value")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    for flag in _FLAG_KEYS:
-        p.add_argument("--" + flag.replace("_", "-"), dest="flag_" + flag, default=None,
-                       help=f"same as {_FLAG_KEYS[flag]}=...")
+    for flag, key in _FLAG_KEYS.items():
+        metavar = _FLAG_METAVARS[flag]
+        p.add_argument("--" + flag.replace("_", "-"), dest="flag_" + flag, default=None, metavar=metavar,
+                       help=f"same as {key}={metavar}")
 
 
 def reparse(args, add_options, prog: str):

@@ -86,7 +86,8 @@ def test_each_stage_subcommand_shows_the_flags_of_the_fields_it_uses(capsys):
 
 
 def test_flags_fill_the_pipeline_config_and_default_to_its_fields():
-    assert config_from_args(PipelineConfig, parser().parse_args(["run", "--data", "d"])) == PipelineConfig(data=Path("d"))
+    assert config_from_args(PipelineConfig, parser().parse_args(["run", "--data", "d", "--videos", "v"])) == \
+        PipelineConfig(data=Path("d"), videos=Path("v"))
     args = parser().parse_args([
         "run", "--data", "d", "--videos", "v", "--manifest", "m.csv", "--domain-rule", "*/a/*=a", "--domain-rule",
         "*/b/*=b", "--workers", "2", "--shard", "0/2", "--model", "tiny", "--caption-frames", "8", "--sample-frames",

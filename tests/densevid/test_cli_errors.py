@@ -1,6 +1,9 @@
-"""What the command does when the system refuses, when it is interrupted, and with mistyped options."""
+"""What the command does when the system refuses, when it is interrupted, with mistyped options, and what its
+help shows."""
 
 from __future__ import annotations
+
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,3 +108,33 @@ def test_nothing_is_written_before_the_options_are_checked(tmp_path, capsys):
     assert main(["split", "--data", str(tmp_path / "typo")]) == EXIT_USAGE
     assert not (tmp_path / "typo").exists()
     assert f"--data {tmp_path / 'typo'} is no dataset yet" in capsys.readouterr().err
+
+
+def _help(argv, capsys) -> str:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(argv + ["--help"])
+    return capsys.readouterr().out
+
+
+def test_help_shows_real_metavars_and_which_options_are_required(capsys):
+    train = _help(["train"], capsys)
+    for shown in ("--mixture DIR", "--model MODEL", "--output-dir DIR", "--max-steps N", "same as mixture=DIR"):
+        assert shown in train, shown
+    assert "FLAG_" not in train
+    for cmd in ("run", "ingest"):
+        usage = _help([cmd], capsys).split("\n\n")[0]
+        assert re.search(r"(?<!\[)--videos DIR", usage) and "[--videos" not in usage, usage
+        assert "--data DIR" in usage
+
+
+def test_readme_passes_training_fields_one_way():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    train_lines = [line for line in readme.splitlines() if "densevid train " in line or "densevid.cli train " in line]
+    assert len(train_lines) >= 5
+    flags = re.compile(r"\s--(mixture|model|output-dir|max-steps|lr|seed)\b")
+    assert [line for line in train_lines if flags.search(line)] == []
+    assert all("mixture=" in line for line in train_lines if " train lora" in line)
