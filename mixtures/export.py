@@ -14,7 +14,7 @@ Layout of the output folder ``OUT``::
     llamafactory.json, dataset_info.json LLaMA-Factory sharegpt (messages + videos) and its dataset entry
     swift.jsonl                          ms-swift: messages + videos
     data/<split>-00000-of-00001.parquet  HF datasets, features embedded; README.md declares them
-    README.md                            what is here and which root each trainer needs
+    README.md                            with hf: the dataset card (configs, features, which root each trainer needs)
 
 Clips are referenced relative to ``OUT`` and source videos by absolute path. A row that cannot be
 exported (unreadable source, failed cut, a time outside its clip) becomes a ``failures`` row with stage
@@ -145,7 +145,8 @@ def export_mixture(mixture: str | Path, out: str | Path, formats=FORMATS, progre
     for fmt in formats:
         result.files[fmt] = writers[fmt](items, out, name, result)
         result.rows[fmt] = len(items)
-    _write_readme(out, name, result, items)
+    if "hf" in formats:  # the dataset card: datasets reads its configs and features
+        result.files["hf"].append(_write_readme(out, name, result, items))
     result.clips_cut, result.clips_reused = stats.counts["clips_cut"], stats.counts["clips_reused"]
     closed = ds.resolve(stage.name, {it.row["sample_id"] for it in items})  # failed in an earlier export
     if failed or closed:

@@ -275,6 +275,7 @@ def test_hf_folder_loads_with_declared_features(exported):
     assert train["messages"][3][1]["content"][0]["text"] == DENSE
     card = (exported.out / "README.md").read_text()
     assert card.startswith("---\nconfigs:\n- config_name: default\n")
+    assert exported.files["hf"][-1] == exported.out / "README.md"
 
 
 def test_bad_rows_become_failures_and_the_rest_is_exported(exported, mixture):
@@ -318,8 +319,9 @@ def test_cli_exit_status_and_summary(mixture, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "clips cut 0, reused 1; failed samples 2" in out
     assert 'data_dict["densevid_mix"] = DENSEVID_MIX' in out
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["README.md", "clips", "qwen.json",
-                                                                   "qwen_data_dict.py", "swift.jsonl"]
+    # no dataset card without hf
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["clips", "qwen.json", "qwen_data_dict.py",
+                                                                   "swift.jsonl"]
     assert export_cli.dispatch(argparse.Namespace(cmd="train")) is None
     with pytest.raises(ValueError, match="unknown export format.*'parquet'.*choose from qwen, llamafactory, swift, hf"):
         export_cli.dispatch(ap.parse_args(["export", str(mixture), "--format", "qwen,parquet", "--out", "x"]))
