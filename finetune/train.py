@@ -202,8 +202,9 @@ def build_model(cfg: TrainConfig, resume_from: Path | None = None):
 
 
 def lr_scale(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine from 1 down to ``min_lr_ratio`` at ``max_steps``."""
-    warm = cfg.optim.warmup_steps
+    """Linear warmup, then cosine from 1 down to ``min_lr_ratio`` at ``max_steps``; the warmup takes at most a
+    quarter of the run, so a short run still trains at its learning rate."""
+    warm = min(cfg.optim.warmup_steps, max(1, cfg.max_steps // 4))
     if step < warm:
         return (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, cfg.max_steps - warm))

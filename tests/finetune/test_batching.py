@@ -76,6 +76,17 @@ def test_cosine_schedule_with_warmup():
     assert all(a >= b for a, b in zip(scales[2:], scales[3:])), "decays monotonically after warmup"
 
 
+def test_warmup_ends_within_a_short_run():
+    cfg = TrainConfig(max_steps=4)
+    cfg.optim.warmup_steps, cfg.optim.min_lr_ratio = 20, 0.1  # the lora preset's warmup
+    scales = [lr_scale(s, cfg) for s in range(4)]
+    assert scales[0] == pytest.approx(1.0), "a quarter of 4 steps: one step of warmup, at the peak"
+    assert scales == sorted(scales, reverse=True) and scales[3] == pytest.approx(0.1 + 0.9 * 0.25)
+    cfg = TrainConfig(max_steps=40)
+    cfg.optim.warmup_steps = 20
+    assert [lr_scale(s, cfg) for s in (0, 9)] == [pytest.approx(0.1), pytest.approx(1.0)]  # 10 steps of warmup
+
+
 def test_module_groups_put_deepstack_mergers_with_the_merger():
     assert group_of("model.visual.deepstack_merger_list.1.linear_fc1.weight") == "merger"
     assert group_of("base_model.model.model.visual.merger.modules_to_save.default.linear_fc2.bias") == "merger"
