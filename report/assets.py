@@ -34,11 +34,15 @@ pre { white-space: pre-wrap; word-break: break-word; background: var(--bg); padd
 figcaption { font-size: 11px; color: var(--muted); text-align: center; white-space: nowrap; overflow: hidden; }
 .segbar { position: relative; height: 34px; background: var(--bg); border: 1px solid var(--line); margin-top: 2px; }
 .segbar .seg { position: absolute; top: 3px; bottom: 3px; background: #cfe3ff; border: 1px solid #7aa7e0;
-  font-size: 11px; text-align: center; overflow: hidden; color: var(--fg); text-decoration: none; }
+  font-size: 11px; color: var(--fg); text-decoration: none; }
+.segbar .tl-label { position: absolute; left: 50%; top: 50%; transform: translate(-50%, -50%); white-space: nowrap;
+  pointer-events: none; line-height: 1; z-index: 1; background: #cfe3ff; padding: 1px; }
 .segbar .seg:hover { background: #a9ccf7; }
 .segbar .cut { position: absolute; top: -2px; bottom: -2px; width: 0; border-left: 2px solid #d0312d; }
+.segbar .cut::before { content: ""; position: absolute; top: 0; bottom: 0; left: -5px; width: 8px; }
 .cutlabels { position: relative; height: 16px; font-size: 10px; color: #d0312d; }
-.cutlabels span { position: absolute; transform: translateX(-50%); white-space: nowrap; }
+.cutlabels .tl-label { position: absolute; transform: translateX(-50%); white-space: nowrap; }
+.tl-label.thin { visibility: hidden; }
 .axislabels { display: flex; justify-content: space-between; font-size: 11px; color: var(--muted); }
 section.segment { border: 1px solid var(--line); border-radius: 4px; padding: 8px 10px; margin: 10px 0; }
 section.segment .thumbs { display: flex; gap: 6px; }
@@ -71,6 +75,28 @@ details > summary { cursor: pointer; }
 """
 
 JS = """
+// A video's timeline: in each row of labels (segment numbers, cut scores), a label whose box would overlap
+// the last one shown to its left is hidden, so at any width or zoom none overlap; every cut keeps its score
+// in its tooltip.
+(function () {
+  var rows = document.querySelectorAll('[data-labels]');
+  if (!rows.length) return;
+  function layout() {
+    Array.prototype.forEach.call(rows, function (row) {
+      var labels = Array.prototype.slice.call(row.querySelectorAll('.tl-label'));
+      var boxes = labels.map(function (el) { return el.getBoundingClientRect(); });  // hidden ones keep their box
+      var right = -Infinity;
+      labels.forEach(function (el, k) {
+        var keep = boxes[k].width > 0 && boxes[k].left >= right + 4;
+        el.classList.toggle('thin', !keep);
+        if (keep) right = boxes[k].right;
+      });
+    });
+  }
+  layout();
+  window.addEventListener('resize', layout);
+})();
+
 // The video list: typing in the filter box searches every video (DENSEVID_VIDEOS, from videos.js) and
 // shows the first matches; empty, the page's own rows come back. Text is set with textContent only.
 (function () {

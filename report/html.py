@@ -192,20 +192,26 @@ def video_html(page: dict, thumbs: Thumbs | None, note: str | None = None) -> st
     # timeline: thumbnails at the centres of equal time bins, the segments and cuts on the same axis
     out.append('<h2 id="timeline">Timeline</h2><div class="strip">')
     out += [frame_figure(thumbs, vid, x["frame"], x["t_s"], aspect, root) for x in page["timeline"]]
-    out.append('</div><div class="cutlabels">')
-    last = -100.0
-    for s in page["segments"]:  # a label where it has room; every cut marker carries its score as a tooltip
-        x = 100 * s["start_s"] / dur
-        if s["idx"] and s["cut_score"] is not None and x - last >= 5.0:
-            out.append(f'<span style="left:{x:.2f}%">cut {n(s["cut_score"], ".1f")}</span>')
-            last = x
-    out.append('</div><div class="segbar">')
-    for k, s in enumerate(page["segments"]):
+    # every segment and cut has a label; those that would overlap a label to their left are thinned
+    # (hidden, not removed): here for a timeline about 1200 px wide, then by report.js at the page's real width
+    cuts = [s for s in page["segments"] if s["idx"] and s["cut_score"] is not None]
+    cut_text = [f'cut {n(s["cut_score"], ".1f")}' for s in cuts]
+    cut_shown = thin_labels([100 * s["start_s"] / dur for s in cuts], cut_text)
+    out.append('</div><div class="cutlabels" data-labels>')
+    for s, text, shown in zip(cuts, cut_text, cut_shown):
+        out.append(f'<span class="tl-label{"" if shown else " thin"}" style="left:{100 * s["start_s"] / dur:.2f}%" '
+                   f'title="{e(cut_title(s))}">{e(text)}</span>')
+    centres = [100 * (s["start_s"] + s["end_s"]) / 2 / dur for s in page["segments"]]
+    seg_shown = thin_labels(centres, [str(int(s["idx"])) for s in page["segments"]])
+    out.append('</div><div class="segbar" data-labels>')
+    for k, (s, shown) in enumerate(zip(page["segments"], seg_shown)):
         left, width = 100 * s["start_s"] / dur, 100 * (s["end_s"] - s["start_s"]) / dur
-        out.append(f'<a class="seg" href="#seg-{k}" style="left:{left:.2f}%;width:{width:.2f}%" '
-                   f'title="segment {int(s["idx"])}: {n(s["start_s"], ".2f")}–{n(s["end_s"], ".2f")} s">{int(s["idx"])}</a>')
+        title = f'segment {int(s["idx"])}: {n(s["start_s"], ".2f")}–{n(s["end_s"], ".2f")} s' + (
+            f' · {cut_title(s)}' if s["idx"] else "")
+        out.append(f'<a class="seg" href="#seg-{k}" style="left:{left:.2f}%;width:{width:.2f}%" title="{e(title)}">'
+                   f'<span class="tl-label{"" if shown else " thin"}">{int(s["idx"])}</span></a>')
         if s["idx"]:
-            out.append(f'<div class="cut" style="left:{left:.2f}%" title="cut score {n(s["cut_score"], ".2f")}"></div>')
+            out.append(f'<div class="cut" style="left:{left:.2f}%" title="{e(cut_title(s))}"></div>')
     out.append(f'</div><div class="axislabels"><span>0 s</span><span>{n(dur, ".1f")} s</span></div>')
     # segments
     cols = page["caption_columns"]
@@ -273,7 +279,28 @@ def video_html(page: dict, thumbs: Thumbs | None, note: str | None = None) -> st
         out += [f'<tr><td>{e(f["stage"])}</td><td>{e(f["item_id"])}</td><td>{e(f["error_type"])}</td>'
                 f'<td class="failure">{e(f["message"])}</td></tr>' for f in page["failures"]]
         out.append("</table>")
+    out.append('<script src="../assets/report.js"></script>')
     return doc(f"{v['name']} · densevid report", "\n".join(out), root)
+
+
+def cut_title(s: dict) -> str:
+    """A cut's tooltip: its score and time (every cut has one, shown or thinned)."""
+    return f'cut score {n(s["cut_score"], ".2f")} at {n(s["start_s"], ".2f")} s'
+
+
+def thin_labels(centres_pct: list[float], texts: list[str], width_px: float = 1200.0, char_px: float = 6.5,
+                gap_px: float = 4.0) -> list[bool]:
+    """Which labels to show, left to right: one whose estimated box would overlap the last shown is hidden
+    (the same rule report.js applies with measured boxes)."""
+    shown, right = [], -math.inf
+    for c, text in zip(centres_pct, texts):
+        half = (len(text) * char_px + 4) / 2
+        x = c * width_px / 100
+        keep = x - half >= right + gap_px
+        shown.append(keep)
+        if keep:
+            right = x + half
+    return shown
 
 
 # --- the video list ---------------------------------------------------------------------------------------

@@ -204,3 +204,67 @@ def test_untrusted_text_shows_as_text_and_runs_nothing(hostile_site, browser):
     assert page.evaluate("typeof window.__pwned") == "undefined" and page.locator("[onerror]").count() == 0
     assert tab.dialogs == [] and tab.errors == []
     tab.close()
+
+
+# --- a long timeline ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_timeline(tmp_path_factory):
+    """A 212 s video cut into 67 segments (as a real one was), from rows alone: short and long segments mixed."""
+    base = tmp_path_factory.mktemp("timeline")
+    ds = Dataset(base / "dataset")
+    fps, n_frames = 30.0, 6360
+    rng = np.random.default_rng(7)
+    lengths = rng.uniform(0.3, 1.0, 67) ** 3  # many short segments, a few long ones
+    bounds = np.round(np.concatenate([[0], np.cumsum(lengths) / lengths.sum()]) * n_frames).astype(int).tolist()
+    ds.write("videos", [dict(video_id="long", uri=str(base / "long.mp4"), domain="sports", source="t",
+                             duration_s=n_frames / fps, fps=fps, n_frames=n_frames, width=640, height=360, codec="h264")])
+    segs = [dict(segment_id=f"s{k:02d}", video_id="long", idx=k, start_s=a / fps, end_s=b / fps, start_frame=a,
+                 end_frame=b, detector="content", cut_score=round(float(rng.uniform(5, 60)), 2) if k else None,
+                 motion=1.0, luma=100.0) for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    ds.write("segments", segs)
+    out = base / "site"
+    write_report(ds.root, out, progress=False, thumbnails=False)
+    return out / "videos" / "long.html", segs
+
+
+def visible_label_boxes(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        ".tl-label", "els => els.filter(e => getComputedStyle(e).visibility === 'visible').map(e => {"
+                     "const r = e.getBoundingClientRect(); return {text: e.textContent, x1: r.left, x2: r.right, "
+                     "y1: r.top, y2: r.bottom}; })")
+
+
+def overlapping(boxes: list[dict]) -> list[tuple[str, str]]:
+    return [(a["text"], b["text"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a["x1"] < b["x2"] and b["x1"] < a["x2"] and a["y1"] < b["y2"] and b["y1"] < a["y2"]]
+
+
+def test_a_long_timeline_never_overlaps_its_labels_and_keeps_every_cut_score(long_timeline, browser):
+    path, segs = long_timeline
+    assert sum(s["end_s"] - s["start_s"] < 1.0 for s in segs) > 10  # too narrow for a label each
+    tab = Page(browser)
+    page = tab.open(path)
+    # every segment and every cut has a label element; only some show
+    assert page.locator(".segbar .tl-label").count() == 67 and page.locator(".cutlabels .tl-label").count() == 66
+    for width in (1280, 700):  # the thinning follows the width (zoom)
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(100)
+        boxes = visible_label_boxes(page)
+        assert overlapping(boxes) == [], width
+        shown = {b["text"] for b in boxes}
+        assert "0" in shown and len([t for t in shown if t.startswith("cut ")]) >= 5, (width, shown)
+    narrow = len(boxes)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(100)
+    assert len(visible_label_boxes(page)) > narrow  # wider: more labels fit
+    # every cut's score is reachable: on its marker's and its segment's tooltip, and on its label's
+    titles = page.eval_on_selector_all(".segbar .cut", "els => els.map(e => e.title)")
+    expected = [f"cut score {s['cut_score']:.2f} at {s['start_s']:.2f} s" for s in segs[1:]]
+    assert titles == expected
+    assert page.eval_on_selector_all(".cutlabels .tl-label", "els => els.map(e => e.title)") == expected
+    seg_titles = page.eval_on_selector_all(".segbar .seg", "els => els.map(e => e.title)")
+    assert all(t.endswith(" · " + x) for t, x in zip(seg_titles[1:], expected))
+    assert tab.errors == []
+    tab.close()
