@@ -61,12 +61,15 @@ def wrap_lora(model, cfg):
     """LoRA on the LLM and/or vision attention + MLP; the mergers train whole through ``modules_to_save``."""
     from peft import LoraConfig, get_peft_model
 
+    from model.loader import peft_wrapping
+
     peft_cfg = LoraConfig(
         r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=lora_target_regex(cfg.vision.train, cfg.llm.train),
         modules_to_save=merger_module_names(model) if cfg.merger.train else None,
     )
-    model = get_peft_model(model, peft_cfg)
+    with peft_wrapping():
+        model = get_peft_model(model, peft_cfg)
     for p in model.parameters():  # trained copies (adapters, merger) in fp32 even over a bf16 base
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

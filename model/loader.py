@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +21,15 @@ class LoadedModel:
     processor: object
     model_id: str
     revision: str
+
+
+@contextmanager
+def peft_wrapping():
+    """Around PEFT wrapping a model: PEFT reads ``is_gradient_checkpointing``, which transformers 5 deprecates
+    with a FutureWarning on every read; only that warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _is_adapter_dir(path: Path) -> bool:
@@ -58,7 +69,8 @@ def load_model(
 
         base_id = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         base = Qwen3VLForConditionalGeneration.from_pretrained(base_id, dtype=dtype)
-        model = PeftModel.from_pretrained(base, str(path))
+        with peft_wrapping():
+            model = PeftModel.from_pretrained(base, str(path))
         processor = load_processor(path)
     else:
         kwargs = {"revision": revision} if revision else {}
