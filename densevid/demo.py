@@ -16,6 +16,7 @@ from densevid.summary import console, print_balance, print_stage_summary
 def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     from curation.executors import run_stage
     from curation.store import TABLES, Dataset
+    from curation.typed_config import parse_overrides
     from densevid.pipeline import PipelineConfig, run_pipeline
     from finetune.config import load_config
     from finetune.train import train
@@ -47,7 +48,9 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     report = balance_report(mixture)
     console.rule("5/6 LoRA fine-tune")
     adapter = out / "runs" / "lora"
-    result = train(load_config("lora", _demo_lora(model_dir, mixture, adapter, train_steps)), log=console.print)
+    items = demo_train_items(model_dir, mixture, adapter, train_steps)
+    console.print("densevid train lora " + " ".join(items), soft_wrap=True, markup=False, highlight=False)
+    result = train(load_config("lora", parse_overrides(items)), log=console.print)
     console.rule("6/6 caption one segment with the adapter")
     stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=512))
     run_stage(stage, ds, progress=False, max_items=1)
@@ -60,12 +63,11 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     return 0
 
 
-def _demo_lora(model_dir: Path, mixture: Path, adapter: Path, steps: int) -> dict:
-    """Overrides of the `lora` recipe for a few quick steps of a small adapter on the tiny model."""
-    return {"model": str(model_dir), "mixture": str(mixture), "output_dir": str(adapter), "max_steps": steps,
-            "log_every": max(1, steps // 6), "save_every": 0, "tensorboard": False, "llm": {"lr": 2e-3},
-            "lora": {"rank": 8, "alpha": 16, "dropout": 0.0}, "data": {"max_batch_size": 1, "num_workers": 0},
-            "optim": {"warmup_steps": 2, "min_lr_ratio": 0.0}}
+def demo_train_items(model_dir: Path, mixture: Path, adapter: Path, steps: int) -> list[str]:
+    """The demo's fine-tune as `densevid train lora` overrides: the preset as documented, only its paths, steps
+    and logging changed, so the README's command repeats it."""
+    return [f"model={model_dir}", f"mixture={mixture}", f"output_dir={adapter}", f"max_steps={steps}",
+            f"log_every={max(1, steps // 6)}"]
 
 
 def cfg_frames(cfg):
