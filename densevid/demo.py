@@ -9,8 +9,9 @@ from rich.columns import Columns
 from rich.panel import Panel
 from rich.table import Table
 
+from curation.progress import stderr_is_terminal
 from curation.times import render_span
-from densevid.summary import console, print_balance, print_stage_summary
+from densevid.summary import console, print_balance, print_stage_summary, section
 
 
 def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
@@ -31,33 +32,33 @@ def run_demo(out: Path, train_steps: int = 12, progress: bool = True) -> int:
     t0 = time.perf_counter()
     out = Path(out).resolve()
     videos, data = out / "videos", out / "dataset"
-    console.rule("1/6 generating videos")
+    section("1/6 generating videos")
     paths = make_corpus(videos)
     console.print(f"{len(paths)} videos with ground truth JSON under {videos}")
-    console.rule("2/6 building the tiny Qwen3-VL checkpoint")
+    section("2/6 building the tiny Qwen3-VL checkpoint")
     model_dir = build_tiny_checkpoint(out / "tiny-qwen3-vl")
     console.print(f"checkpoint: {model_dir}")
-    console.rule("3/6 ingest -> split -> caption -> dense -> ground -> verify -> tasks")
+    section("3/6 ingest -> split -> caption -> dense -> ground -> verify -> tasks")
     cfg = PipelineConfig(data=data, videos=videos, model=str(model_dir), caption_frames=8, sample_frames=16,
                          batch_size=4, max_new_tokens=512, needle=True)
     results = run_pipeline(cfg, progress=progress)
     print_stage_summary(results, Dataset(data))
-    console.rule("4/6 domain-balanced mixture")
+    section("4/6 domain-balanced mixture")
     ds = Dataset(data)
     mixture = build_mixture(ds, load_mix_recipe("balanced"))
     report = balance_report(mixture)
-    console.rule("5/6 LoRA fine-tune")
+    section("5/6 LoRA fine-tune")
     adapter = out / "runs" / "lora"
     items = demo_train_items(model_dir, mixture, adapter, train_steps)
     console.print("densevid train lora " + " ".join(items), soft_wrap=True, markup=False, highlight=False)
     result = train(load_config("lora", parse_overrides(items)), log=console.print)
-    console.rule("6/6 caption one segment with the adapter")
+    section("6/6 caption one segment with the adapter")
     stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=512))
     run_stage(stage, ds, progress=False, max_items=1)
     tuned = ds.sql("SELECT segment_id, summary FROM captions WHERE model = ? LIMIT 1", [str(adapter)]).to_pylist()
     _summary(ds, TABLES, report, mixture, adapter, result, tuned, time.perf_counter() - t0)
-    console.rule("report")
-    site = write_report(data, out / "report", progress=progress)
+    section("report")
+    site = write_report(data, out / "report", progress=progress and stderr_is_terminal())
     console.print(site.summary(), soft_wrap=True, markup=False, highlight=False)
     console.print(f"open {site.index}", soft_wrap=True, markup=False, highlight=False)
     return 0
@@ -91,7 +92,7 @@ def _examples(ds) -> None:
 
 
 def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> None:
-    console.rule("summary")
+    section("summary")
     counts = ds.counts()
     t = Table(title="rows per table")
     t.add_column("table")
@@ -117,4 +118,4 @@ def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> No
         "try:  .venv/bin/densevid sql --data " + str(ds.root)
         + ' "SELECT domain, count(*) AS videos, round(sum(duration_s), 1) AS seconds FROM videos GROUP BY domain"',
     ]
-    console.print(Panel("\n".join(lines), title="densevid demo"))
+    console.print(Panel("\n".join(lines), title="densevid demo", expand=console.is_terminal))

@@ -40,10 +40,9 @@ def cmd_export(args) -> int:
 
 
 def print_export_summary(result, max_failures: int = 5) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from densevid.summary import console
     t = Table(title=f"export {result.mixture.name} -> {result.out}")
     for col in ("format", "rows", "files"):
         t.add_column(col)

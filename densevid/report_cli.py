@@ -25,9 +25,11 @@ def dispatch(args) -> int | None:
 
 
 def cmd_report(args) -> int:
+    from curation.progress import stderr_is_terminal
     from report.build import write_report
 
-    result = write_report(args.data, args.out, progress=not getattr(args, "quiet", False),
+    # its bar only on a terminal: the summary line says what was done
+    result = write_report(args.data, args.out, progress=not getattr(args, "quiet", False) and stderr_is_terminal(),
                           thumbnails=not args.no_thumbnails)
     print_report_summary(result)
     return EXIT_SOME_FAILED if result.thumb_failures else EXIT_OK

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-console = Console()
+LOG_WIDTH = 10_000  # outside a terminal nothing wraps or is cut: a table is as wide as its longest row
+
+
+class _Console(Console):
+    """Fitted to the terminal; in a log, CI or a pipe as wide as what is printed, so a table keeps every cell."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if self.is_terminal else ConsoleDimensions(LOG_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
+
+
+def section(title: str) -> None:
+    """A heading: a rule across the terminal, one short line in a log."""
+    if console.is_terminal:
+        console.rule(title)
+    else:
+        console.print(f"--- {title} ---", markup=False, highlight=False)
 
 
 _COLUMNS = {"rows_written", "finished_empty", "skipped_done", "failed"}
@@ -59,7 +83,7 @@ def print_arrow(table, max_rows: int = 50) -> None:
 
 def _cell(v) -> str:
     s = f"{v:.3f}" if isinstance(v, float) else str(v)
-    return s if len(s) <= 80 else s[:77] + "..."
+    return s if len(s) <= 80 or not console.is_terminal else s[:77] + "..."
 
 
 def print_balance(report: dict) -> None:

@@ -28,10 +28,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from curation.atomic import atomic_path, atomic_write_text
 from curation.chats import read_messages
+from curation.progress import progress as progress_bar
 from curation.stage import Stage, Stats, fail_item
 from curation.store import Dataset
 from curation.times import FrameSpan, rebase_times
@@ -128,7 +127,7 @@ def export_mixture(mixture: str | Path, out: str | Path, formats=FORMATS, progre
     media: dict[tuple, tuple[str, bool] | Exception] = {}  # per clip (or source): path written, or the error
     failed: dict[str, Exception] = {}
     items: list[Item] = []
-    for row in tqdm(rows, desc="export", unit="row", disable=not progress, leave=False):
+    for row in progress_bar(rows, desc="export", unit="row", enabled=progress):
         sid = row["sample_id"]
         if sid in failed:
             stats.add("rows_left_out")

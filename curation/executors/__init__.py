@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
+from curation.progress import progress as progress_bar
 from curation.stage import GroupedWriter, Stage, Stats, done_items, pending_items
 from curation.store import Dataset
 
@@ -60,7 +59,7 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
     stats = Stats(stage.name)
     t0 = time.perf_counter()
     pending = pending_items(stage, ds, stats, opts.shard, max_items, opts.videos)
-    bar = tqdm(total=len(pending), desc=stage.name, unit="item", disable=not progress, leave=False)
+    bar = progress_bar(total=len(pending), desc=stage.name, enabled=progress)
     writer = GroupedWriter(stage, ds, stats, opts.write_rows, opts.write_every_s)
     if pending:
         if opts.executor == "ray":
