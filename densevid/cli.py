@@ -160,13 +160,17 @@ def cmd_stages(args) -> int:
     return EXIT_SOME_FAILED if any(r.n_failed for r in results) else EXIT_OK
 
 
-def cmd_sql(args) -> int:
+def existing_dataset(data: Path):
+    """The dataset at ``data``; a folder that is none (a typo) is an error, never made into an empty dataset."""
     from curation.store import Dataset
 
-    if not (args.data / "catalog.duckdb").exists() and not any(args.data.glob("*/*.parquet")):
-        print(f"error: {args.data} is not a densevid dataset (no catalog.duckdb, no tables)", file=sys.stderr)
-        return EXIT_USAGE
-    table = Dataset(args.data).sql(args.query)
+    if not (data / "catalog.duckdb").exists() and not any(data.glob("*/*.parquet")):
+        raise ValueError(f"{data} is not a densevid dataset (no catalog.duckdb, no tables)")
+    return Dataset(data)
+
+
+def cmd_sql(args) -> int:
+    table = existing_dataset(args.data).sql(args.query)
     if args.format == "json":
         print(json.dumps(table.to_pylist(), default=str, indent=1))
     elif args.format == "csv":
@@ -183,11 +187,10 @@ def cmd_sql(args) -> int:
 def cmd_eval_grounding(args) -> int:
     import pyarrow as pa
 
-    from curation.store import Dataset
     from densevid.summary import print_arrow
     from synth.eval_grounding import evaluate_dataset
 
-    scores = evaluate_dataset(Dataset(args.data), args.model)
+    scores = evaluate_dataset(existing_dataset(args.data), args.model)
     print_arrow(pa.Table.from_pylist([{"model": m, **s.as_dict()} for m, s in scores.items()]))
     return EXIT_OK
 
@@ -225,9 +228,9 @@ def print_import_summary(result, data: Path, max_failures: int = 10) -> None:
 
 
 def cmd_compact(args) -> int:
-    from curation.store import TABLES, Dataset
+    from curation.store import TABLES
 
-    ds = Dataset(args.data)
+    ds = existing_dataset(args.data)
     for table in args.table or TABLES:
         before, after = ds.compact(table)
         print(f"{table:<15} {before:5d} files -> {after}")

@@ -108,6 +108,11 @@ def test_nothing_is_written_before_the_options_are_checked(tmp_path, capsys):
     assert main(["split", "--data", str(tmp_path / "typo")]) == EXIT_USAGE
     assert not (tmp_path / "typo").exists()
     assert f"--data {tmp_path / 'typo'} is no dataset yet" in capsys.readouterr().err
+    for argv in (["compact"], ["eval-grounding"], ["sql", "SELECT 1"]):
+        assert main(argv + ["--data", str(tmp_path / "typo")]) == EXIT_USAGE
+        assert not (tmp_path / "typo").exists(), argv
+        err = capsys.readouterr().err
+        assert err == f"error: {tmp_path / 'typo'} is not a densevid dataset (no catalog.duckdb, no tables)\n"
 
 
 def _help(argv, capsys) -> str:
