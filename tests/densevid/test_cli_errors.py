@@ -86,7 +86,7 @@ def test_options_are_taken_by_their_full_names_only(tmp_path, capsys):
     ap = parser()
     (sub,) = [a for a in ap._actions if a.dest == "cmd"]
     assert [name for name, p in sub.choices.items() if p.allow_abbrev] == []
-    for argv, left in ((["run", "--video", "v", "--data", "d"], "--video v"),
+    for argv, left in ((["run", "--videos", "v", "--data", "d", "--video", "w"], "--video w"),
                        (["split", "--data", "d", "--min-seg", "1"], "--min-seg 1")):
         with pytest.raises(SystemExit) as stop:
             ap.parse_args(argv)
