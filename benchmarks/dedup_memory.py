@@ -37,10 +37,21 @@ def signatures(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(base + cells + drift, 0, 255).astype(np.uint8)
 
 
+def signature_bytes(layouts: np.ndarray) -> bytes:
+    """Stored signature of synthetic (SAMPLES, 8, 8, 3) layouts: the same layout at every crop scale, and
+    motion bins that follow the layouts' change (so a copy's bins follow its source's)."""
+    from curation.quality import _HEADER, BINS_PER_SAMPLE, SCALES, SIGNATURE_MAGIC
+
+    change = np.abs(np.diff(layouts.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+    bins = np.repeat(np.append(change, change[-1:]), BINS_PER_SAMPLE).astype(np.float16)
+    scaled = np.repeat(layouts[:, None], len(SCALES), axis=1)
+    return _HEADER.pack(SIGNATURE_MAGIC, len(layouts), len(bins)) + scaled.tobytes() + bins.tobytes()
+
+
 def segment(i: int, sig: np.ndarray) -> dict:
     return dict(segment_id=f"seg{i:08d}", video_id=f"vid{i:08d}", idx=0, start_s=0.0, end_s=10.0, start_frame=0,
                 end_frame=240, detector="synthetic", detector_params="{}", cut_score=0.0, motion=1.0, luma=100.0,
-                frozen_frac=0.0, black_frac=0.0, signature=sig.tobytes(), code_version="bench")
+                frozen_frac=0.0, black_frac=0.0, signature=signature_bytes(sig), code_version="bench")
 
 
 def build(root: Path, n_stored: int, n_new: int, seed: int = 0) -> None:

@@ -11,15 +11,16 @@ catalog's ``quality`` view joins them into ``keep`` and ``reason`` (``curation.s
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from curation import CODE_VERSION
 from curation.stage import Stage, Stats, key_set
-from curation.scenes import LAYOUT_GRID
+from curation.scenes import LAYOUT_GRID, LAYOUT_STEP_S, layout_step
 from curation.store import Dataset
 from curation.video import read_frames
 
@@ -173,70 +174,206 @@ class QualityStage(Stage):
 
 # --- near-duplicates ------------------------------------------------------------------------------------------
 #
-# A segment's signature is the colour layout of its frames every 0.5 s of the video (written by the split pass,
-# ``curation.scenes.colour_layout``). Two segments match when, at some time offset, most of their overlapping
-# samples agree: the same colours (after brightness normalization) and, where anything moves, motion in the
-# same cells. Colours alone cannot tell apart two scenes of one look with different things happening in them;
-# the aligned motion can, and it survives re-encoding, resizing, cropping, brightening and overlays.
+# A segment's signature samples it every 0.5 s from its own first frame (a cut: copies and excerpts sample the
+# same frames), each sample as the colour layout of central crops of the frame at several scales, plus the
+# segment's motion in 0.1 s bins (``segment_signature``). Two segments match when, at some time offset and
+# pair of scales, most of their overlapping samples agree (the same colours after brightness normalization,
+# and where anything moves, motion in the same cells), and their motion over time rises and falls together.
+# Colours alone cannot tell apart two takes of one set (a music video's singer in front of the same wall);
+# the motion over time can, and it survives re-encoding, resizing, cropping, brightening and overlays.
 
-MAX_LAYOUTS = 240  # a signature keeps a segment's first 2 minutes
-MAX_COLOUR_DIFF = 4.0  # mean absolute difference (0..255) of two aligned samples' normalized layouts that agree
+SIGNATURE_MAGIC = b"DVS2"
+SCALES = (1.0, 0.95, 0.9, 0.85)  # central crops sampled: a copy cut by 5-15 % matches one of them
+GRID = 8  # each crop as the mean colour of an 8 x 8 grid
+MAX_SAMPLES = 60  # a signature keeps a segment's first 30 s
+MOTION_BIN_S = 0.1
+BINS_PER_SAMPLE = int(round(LAYOUT_STEP_S / MOTION_BIN_S))
+MAX_COLOUR_DIFF = 10.0  # mean absolute difference (0..255) of two aligned samples' normalized layouts that agree
+MAX_TINT = 5.0  # largest mean signed difference (0..255) of one channel over the cells: a tint is another source
+CELL_DIFF_CAP = 24.0  # ... each cell counting at most this much: a logo or caption changes a few cells a lot
 MOVING = 3.0  # a sample moves when a cell changes by more than this (0..255) before the next sample
 MIN_MOTION_COS = 0.5  # cosine of two moving samples' per-cell change that agrees
 MIN_AGREEING = 0.7  # share of the overlapping samples that must agree
 MIN_OVERLAP = 6  # samples (3 s) two segments must overlap by, or all of the shorter; and at least half of it
+STILL_MOTION = 0.2  # motion bins varying less than this (std, 0..255) are too still to compare over time
+MIN_MOTION_CORR = 0.75  # correlation of two segments' aligned motion bins that agrees
+MAX_MOTION_RATIO = 1.5  # ... and of their spreads: one moving, the other nearly still, is not a copy
 KEY_STEP = 24  # the index buckets each sample by its normalized mean colour in steps of this, on two grids
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-CELLS = LAYOUT_GRID * LAYOUT_GRID
+CELLS = GRID * GRID
+_HEADER = struct.Struct("<4sHH")  # magic, samples, motion bins
 
 
-def segment_signature(layouts: np.ndarray, step: int, start_frame: int, end_frame: int) -> bytes:
-    """The layouts (uint8, LAYOUT_GRID x LAYOUT_GRID x 3 each) of the frames of [start_frame, end_frame) that are
-    multiples of ``step``, the first MAX_LAYOUTS of them, as bytes."""
-    first, stop = -(-start_frame // step), -(-end_frame // step)
-    return np.ascontiguousarray(layouts[first:min(stop, first + MAX_LAYOUTS)], np.uint8).tobytes()
+def scaled_layouts(layout: np.ndarray) -> np.ndarray:
+    """(len(SCALES), GRID, GRID, 3) uint8: the GRID x GRID colour layout of each central crop of a
+    LAYOUT_GRID x LAYOUT_GRID one."""
+    import cv2
+
+    up = GRID * LAYOUT_GRID
+    big = cv2.resize(layout, (up, up), interpolation=cv2.INTER_LINEAR)
+    out = []
+    for scale in SCALES:
+        m = int(round(up * (1 - scale) / 2))
+        src = layout if m == 0 else big[m:up - m, m:up - m]
+        out.append(cv2.resize(src, (GRID, GRID), interpolation=cv2.INTER_AREA))
+    return np.stack(out)
+
+
+def motion_bins(motion: np.ndarray, fps: float, start: int, end: int) -> np.ndarray:
+    """Mean per-frame motion of [start, end) in MOTION_BIN_S bins from ``start`` (a bin without a frame of
+    its own, below 10 fps, repeats the one before)."""
+    n = int((end - start) / fps / MOTION_BIN_S)
+    edges = start + np.round(np.arange(n + 1) * MOTION_BIN_S * fps).astype(int)
+    edges = np.minimum(edges, min(end, len(motion)))
+    out = np.zeros(n, np.float32)
+    for k in range(n):
+        a, b = edges[k], edges[k + 1]
+        out[k] = motion[a:b].mean() if b > a else (out[k - 1] if k else 0.0)
+    return out
+
+
+def segment_signature(layouts: np.ndarray, every: int, fps: float, motion: np.ndarray,
+                      start_frame: int, end_frame: int) -> bytes:
+    """A segment's signature as bytes: a sample every LAYOUT_STEP_S from its first frame (the layout kept
+    nearest to it, ``layouts`` holding frames 0, every, 2 every, ...), at most MAX_SAMPLES, and its motion
+    bins over the same time. Empty when there are no layouts."""
+    step = layout_step(fps)
+    frames = range(start_frame, end_frame, step)[:MAX_SAMPLES]
+    if not len(layouts) or not len(frames):
+        return b""
+    samples = np.stack([scaled_layouts(layouts[min(int(round(f / every)), len(layouts) - 1)]) for f in frames])
+    bins = motion_bins(np.asarray(motion, np.float32), fps, start_frame, min(end_frame, frames[-1] + step))
+    return (_HEADER.pack(SIGNATURE_MAGIC, len(samples), len(bins))
+            + np.ascontiguousarray(samples, np.uint8).tobytes() + bins.astype(np.float16).tobytes())
 
 
 @dataclass
-class Signature:
+class Layouts:
+    """One scale's samples of a signature."""
+
     colours: np.ndarray  # (n, cells * 3) layouts scaled to mean brightness 128
+    coarse: np.ndarray  # (n, 48) the same on a 4 x 4 grid: the fast first look at every time offset
     motion: np.ndarray  # (n, cells) change of each cell to the next sample (the last repeats the one before)
     moving: np.ndarray  # (n,) any cell changes by more than MOVING
 
     @classmethod
-    def from_bytes(cls, raw: bytes | None) -> "Signature":
-        x = np.frombuffer(raw or b"", np.uint8).astype(np.float32).reshape(-1, CELLS, 3)
+    def from_array(cls, layouts: np.ndarray) -> "Layouts":
+        x = layouts.astype(np.float32).reshape(-1, CELLS, 3)
         x = x * (128.0 / np.maximum((x @ _LUMA).mean(axis=1), 1.0))[:, None, None]
         motion = np.abs(np.diff(x, axis=0)).mean(axis=2)
         motion = np.concatenate([motion, motion[-1:]]) if len(motion) else np.zeros((len(x), x.shape[1]), np.float32)
-        return cls(x.reshape(len(x), CELLS * 3), motion, motion.max(axis=1, initial=0.0) > MOVING)
+        coarse = x.reshape(-1, GRID // 2, 2, GRID // 2, 2, 3).mean(axis=(2, 4)).reshape(len(x), -1)
+        return cls(x.reshape(len(x), CELLS * 3), coarse, motion, motion.max(axis=1, initial=0.0) > MOVING)
+
+
+@dataclass
+class Signature:
+    scales: list[Layouts]  # one per SCALES
+    bins: np.ndarray  # motion per MOTION_BIN_S from the first sample
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Signature":
+        magic, n, n_bins = _HEADER.unpack_from(raw)
+        body = np.frombuffer(raw, np.uint8, n * len(SCALES) * CELLS * 3, _HEADER.size)
+        samples = body.reshape(n, len(SCALES), GRID, GRID, 3)
+        bins = np.frombuffer(raw, np.float16, n_bins, _HEADER.size + body.size).astype(np.float32)
+        return cls([Layouts.from_array(samples[:, k]) for k in range(len(SCALES))], bins)
+
+    @cached_property
+    def coarse(self) -> np.ndarray:
+        return np.stack([s.coarse for s in self.scales])
 
     @cached_property
     def keys(self) -> set[tuple]:
         """Each sample's mean colour on two grids offset by half a step: samples that differ little share a
-        bucket on at least one grid, and a matching pair has many samples."""
-        means = self.colours.reshape(len(self.colours), CELLS, 3).mean(axis=1)
+        bucket on at least one grid, and a matching pair has many samples. Brightness normalization makes
+        the mean colour a ratio, which black borders (and crops of them) do not move."""
+        colours = self.scales[0].colours
+        means = colours.reshape(len(colours), CELLS, 3).mean(axis=1)
         return {(k, *(int(v) for v in row)) for k, offset in enumerate((0.0, KEY_STEP / 2))
                 for row in (means + offset) // KEY_STEP}
 
 
+# the pairs of scales tried: the same, or either one a crop of the other
+SCALE_PAIRS = [(0, 0)] + [p for k in range(1, len(SCALES)) for p in ((k, 0), (0, k))]
+_PAIR_A, _PAIR_B = (np.array(x) for x in zip(*SCALE_PAIRS))
+COARSE_RMS = 20.0  # root mean square difference of 4 x 4 layouts above which a sample pair is not looked at again
+CHECKED = 400  # alignments looked at closely at most (a still scene passes the first look at many offsets)
+
+
+@lru_cache(maxsize=4096)
+def _diagonals(na: int, nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For an (na, nb) matrix: each cell's diagonal (offset i - j, shifted to start at 0), the cells on
+    each diagonal, and which diagonals overlap enough to count (MIN_OVERLAP, or all of the shorter, and at
+    least half of it)."""
+    diag = (np.arange(na)[:, None] - np.arange(nb)[None] + nb - 1).ravel()
+    counts = np.bincount(diag, minlength=na + nb - 1)
+    need = max(min(MIN_OVERLAP, na, nb), -(-min(na, nb) // 2))
+    return diag, counts, counts >= need
+
+
+def _sample_agreement(a: Layouts, b: Layouts, offset: int) -> float:
+    """Share of the samples that agree when sample i of a is aligned with sample i - offset of b: colours
+    within MAX_COLOUR_DIFF (each cell counting at most CELL_DIFF_CAP), and either still in both or moving
+    alike (cosine of the per-cell change at least MIN_MOTION_COS)."""
+    i = np.arange(max(0, offset), min(len(a.colours), len(b.colours) + offset))
+    j = i - offset
+    signed = np.clip(a.colours[i] - b.colours[j], -CELL_DIFF_CAP, CELL_DIFF_CAP).reshape(len(i), CELLS, 3)
+    colour = np.minimum(np.abs(signed).mean(axis=2), CELL_DIFF_CAP).mean(axis=1)
+    tint = np.abs(signed.mean(axis=1)).max(axis=1)  # a whole frame shifted in hue: another source
+    ma, mb = a.motion[i], b.motion[j]
+    norms = np.linalg.norm(ma, axis=1) * np.linalg.norm(mb, axis=1)
+    alike = (ma * mb).sum(axis=1) >= MIN_MOTION_COS * np.maximum(norms, 1e-6)
+    still = ~a.moving[i] & ~b.moving[j]
+    return float(((colour <= MAX_COLOUR_DIFF) & (tint <= MAX_TINT) & (still | alike)).mean())
+
+
+def motion_agrees(a: np.ndarray, b: np.ndarray, offset: int) -> bool:
+    """Whether motion bins ``a`` and ``b`` rise and fall together near ``offset`` (bin i of a with bin
+    i - offset of b, searched half a sample either way). Bins too still to correlate agree when their levels
+    of motion do."""
+    half = BINS_PER_SAMPLE // 2 + 1
+    for o in range(offset - half, offset + half + 1):
+        lo, hi = max(0, o), min(len(a), len(b) + o)
+        if hi - lo < BINS_PER_SAMPLE * 2:
+            continue
+        x, y = a[lo:hi], b[lo - o:hi - o]
+        sx, sy = float(x.std()), float(y.std())
+        if max(sx, sy) < STILL_MOTION:  # too still to correlate: as much motion, within the ratio
+            mx, my = float(x.mean()) + STILL_MOTION, float(y.mean()) + STILL_MOTION
+            if max(mx, my) <= MAX_MOTION_RATIO * min(mx, my):
+                return True
+            continue
+        if max(sx, sy) <= MAX_MOTION_RATIO * min(sx, sy) and np.corrcoef(x, y)[0, 1] >= MIN_MOTION_CORR:
+            return True
+    return False
+
+
 def agreement(a: Signature, b: Signature) -> float:
-    """The largest share of agreeing samples over the time offsets at which the two overlap enough (0 when
-    they never do). A sample pair agrees when its colours are within MAX_COLOUR_DIFF and it is either still
-    in both or moves alike (cosine of the per-cell change at least MIN_MOTION_COS)."""
-    na, nb = len(a.colours), len(b.colours)
+    """How well two segments match: the best share of agreeing samples (``_sample_agreement``) over the
+    pairs of scales a crop can give and the time offsets at which they overlap enough, among alignments
+    whose motion over time agrees (``motion_agrees``); 0 when none does. A first look on 4 x 4 layouts
+    picks the alignments worth a close one."""
+    na, nb = len(a.scales[0].colours), len(b.scales[0].colours)
     if not na or not nb:
         return 0.0
-    colour = np.abs(a.colours[:, None] - b.colours[None]).mean(axis=2)
-    norms = np.linalg.norm(a.motion, axis=1)[:, None] * np.linalg.norm(b.motion, axis=1)[None]
-    alike = (a.motion @ b.motion.T) >= MIN_MOTION_COS * np.maximum(norms, 1e-6)
-    still = ~a.moving[:, None] & ~b.moving[None]
-    agree = (colour <= MAX_COLOUR_DIFF) & (still | alike)
-    need = max(min(MIN_OVERLAP, na, nb), -(-min(na, nb) // 2))
-    # offset o pairs sample i of a with sample i - o of b: the diagonal -o of the matrix
-    shares = [np.diagonal(agree, offset=-o).mean() for o in range(-(nb - 1), na)
-              if min(na, nb + o) - max(0, o) >= need]
-    return float(max(shares, default=0.0))
+    ca, cb = a.coarse[_PAIR_A], b.coarse[_PAIR_B]  # (pairs, n, 48)
+    d2 = (ca * ca).sum(axis=2)[:, :, None] + (cb * cb).sum(axis=2)[:, None] - 2 * ca @ cb.transpose(0, 2, 1)
+    near = d2.reshape(len(SCALE_PAIRS), -1) <= COARSE_RMS ** 2 * ca.shape[2]
+    diag, counts, enough = _diagonals(na, nb)
+    shares = np.stack([np.bincount(diag, weights=row, minlength=len(counts)) for row in near]) / counts
+    shares[:, ~enough] = 0.0
+    pair_of, d_of = np.nonzero(shares >= MIN_AGREEING)
+    offsets = d_of - (nb - 1)
+    best = 0.0
+    # best first look first; among equals, the smaller time offset, then the plainer pair of scales
+    for k in np.lexsort((pair_of, np.abs(offsets), -shares[pair_of, d_of]))[:CHECKED]:
+        pair, offset = int(pair_of[k]), int(offsets[k])
+        i, j = SCALE_PAIRS[pair]
+        share = _sample_agreement(a.scales[i], b.scales[j], offset)
+        if share > best and share >= MIN_AGREEING and motion_agrees(a.bins, b.bins, offset * BINS_PER_SAMPLE):
+            best = share
+    return best
 
 
 class DupIndex:
@@ -286,10 +423,20 @@ class DupIndex:
 
 
 def decode_signature(raw: bytes | None) -> Signature | None:
-    """The signature, or None when there is none or its bytes are not whole layouts (a damaged row)."""
-    if not raw or len(raw) % (CELLS * 3):
-        return None
-    return Signature.from_bytes(raw)
+    """The signature, or None when there is none, its bytes are damaged, or it was written by an older split
+    (``signature_problem`` says which)."""
+    return None if signature_problem(raw) else Signature.from_bytes(raw)
+
+
+def signature_problem(raw: bytes | None) -> str:
+    """'' for a whole signature, else no_signature, old_signature (rerun split with --force to compare the
+    segment) or bad_signature."""
+    if not raw:
+        return "no_signature"
+    if len(raw) < _HEADER.size or raw[:4] != SIGNATURE_MAGIC:
+        return "old_signature"
+    _, n, n_bins = _HEADER.unpack_from(raw)
+    return "" if len(raw) == _HEADER.size + n * len(SCALES) * CELLS * 3 + 2 * n_bins and n else "bad_signature"
 
 
 @dataclass
@@ -359,13 +506,13 @@ class DedupStage(Stage):
         sig = decode_signature(raw)
         found = index.matches(sig, seg["video_id"]) if sig is not None else []
         groups = sorted({index.groups[p] for _, p in found})
-        free = [g for g in groups if seg["video_id"] not in index.group_videos[g]]
+        # the best match's group, or the next best's when it holds a segment of this video already
+        free = [index.groups[p] for _, p in found if seg["video_id"] not in index.group_videos[index.groups[p]]]
         group = free[0] if free else seg["segment_id"]
         if sig is not None:
             index.add(seg["segment_id"], seg["video_id"], row, sig, group)
         best = next(((score, p) for score, p in found if index.groups[p] == group), found[0] if found else None)
-        stats.add("duplicates" if free else "unique" if sig is not None else
-                  "bad_signature" if raw else "no_signature")
+        stats.add("duplicates" if free else "unique" if sig is not None else signature_problem(raw))
         return dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
                     matched=index.ids[best[1]] if free else "", similarity=best[0] if free else None,
                     other_groups=[g for g in groups if g != group], code_version=CODE_VERSION)

@@ -120,13 +120,22 @@ class DetectorConfig:
         return out
 
 
-LAYOUT_STEP_S = 0.5  # the near-duplicate signature samples a frame every this many seconds of the video
-LAYOUT_GRID = 8  # ... as the mean colour of each cell of an 8 x 8 grid
+LAYOUT_STEP_S = 0.5  # the near-duplicate signature samples a segment every this many seconds from its start
+LAYOUT_GRID = 16  # ... as the mean colour of each cell of a 16 x 16 grid (fine enough to crop 5-15 % of)
+LAYOUTS_PER_STEP = 4  # the pass keeps a layout this often per sample step, so a sample is near its frame
 
 
 def layout_step(fps: float) -> int:
-    """Frames between signature samples; samples sit on frames that are multiples of it."""
+    """Frames between a segment's signature samples."""
     return max(1, int(round(fps * LAYOUT_STEP_S)))
+
+
+def layout_every(fps: float, frame_skip: int = 0) -> int:
+    """Frames between the layouts the split pass keeps: frames that are multiples of it, and frames the
+    detectors look at under frame skip (no colour conversion for a frame only to take its layout)."""
+    every = max(1, layout_step(fps) // LAYOUTS_PER_STEP)
+    looked = frame_skip + 1
+    return looked * max(1, round(every / looked))
 
 
 def colour_layout(img: np.ndarray, bgr: bool = False) -> np.ndarray:
@@ -201,8 +210,8 @@ class Detection:
     motion: np.ndarray  # per-frame motion (``MotionTrack``: grey change, 0..255)
     luma: np.ndarray  # per-frame mean brightness (0..255)
     n_frames: int
-    layouts: np.ndarray  # (ceil(n_frames / step), grid, grid, 3): colour layout of every step-th frame
-    step: int  # frames between layouts
+    layouts: np.ndarray  # (ceil(n_frames / layout_every), grid, grid, 3): colour layouts of frames 0, every, ...
+    layout_every: int  # frames between layouts
 
 
 def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Detection:
@@ -221,8 +230,8 @@ class SpanDetection:
     motion: np.ndarray
     luma: np.ndarray
     content: np.ndarray  # PySceneDetect's content score per frame (0 where not looked at): the cut scores
-    layouts: np.ndarray  # colour layouts of the span's frames that are multiples of step
-    step: int
+    layouts: np.ndarray  # colour layouts of the span's frames that are multiples of layout_every
+    layout_every: int
 
 
 def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int | None = None,
@@ -246,7 +255,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             factor = cfg.downscale or max(1, stream.codec_context.width // 256)
-            step = layout_step(fps)
+            every = layout_every(fps, cfg.frame_skip)
             index = _frame_indexer(container, stream, fps, begin)
             timecode = None
             for frame in container.decode(stream):
@@ -260,11 +269,9 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
                     track.skip(in_span)
                     if in_span:
                         content.append(0.0)
-                        if i % step == 0:
-                            layouts.append(colour_layout(small_bgr(frame, factor), bgr=True))
                     continue
                 img = small_bgr(frame, factor)
-                if in_span and i % step == 0:
+                if in_span and i % every == 0:
                     layouts.append(colour_layout(img, bgr=True))
                 track.look(i, thumbnail(img, bgr=True), in_span)
                 timecode = FrameTimecode(i, fps=fps)
@@ -283,7 +290,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
     motion, luma = track.arrays()
     stop = start + len(motion)
     cuts = sorted({c for c in cut_frames if start <= c < stop})
-    return SpanDetection(start, cuts, motion, luma, np.asarray(content, float), _stack(layouts), step)
+    return SpanDetection(start, cuts, motion, luma, np.asarray(content, float), _stack(layouts), every)
 
 
 def _stack(layouts: list[np.ndarray]) -> np.ndarray:
@@ -315,7 +322,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
         cut = cluster[len(cluster) // 2]  # a fade's cut sits mid-cluster, in the black
         cuts.append(cut)
         scores[cut] = float(max(content[c] for c in cluster))
-    return Detection(cuts, scores, motion, luma, n_frames, layouts, parts[0].step if parts else 1)
+    return Detection(cuts, scores, motion, luma, n_frames, layouts, parts[0].layout_every if parts else 1)
 
 
 def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
@@ -329,13 +336,14 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         factor = cfg.downscale or max(1, stream.codec_context.width // 256)
-        step = layout_step(float(stream.average_rate or stream.guessed_rate or 25))
+        every = layout_every(float(stream.average_rate or stream.guessed_rate or 25))
         for frame in container.decode(stream):
-            if len(frames) % step == 0:
-                layouts.append(colour_layout(frame.to_ndarray(format="rgb24", width=128, height=72)))
+            small = small_bgr(frame, factor)
+            if len(frames) % every == 0:
+                layouts.append(colour_layout(small, bgr=True))
             img = frame.to_ndarray(format="rgb24", width=48, height=27)
             # motion from the same shrunk frame as the other detectors', not TransNetV2's point-sampled input
-            track.look(len(frames), thumbnail(small_bgr(frame, factor), bgr=True), True)
+            track.look(len(frames), thumbnail(small, bgr=True), True)
             frames.append(img)
     if not frames:
         raise ValueError(f"{path}: no frames decoded")
@@ -365,7 +373,7 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
         merged.append(cut)
         merged_scores[cut] = max(scores[c] for c in cluster)
     motion, luma = track.arrays()
-    return Detection(merged, merged_scores, motion, luma, len(frames), _stack(layouts), step)
+    return Detection(merged, merged_scores, motion, luma, len(frames), _stack(layouts), every)
 
 
 _TRANSNET = {}

@@ -171,7 +171,7 @@ class SplitStage(Stage):
                 cut_score=_cut_score(det.scores, a, self.policy, v["fps"]),
                 luma=float(np.mean(det.luma[a:b])) if b <= len(det.luma) and b > a else 0.0,
                 **frame_fractions(det.motion[a:b], det.luma[a:b]),
-                signature=segment_signature(det.layouts, det.step, a, b),
+                signature=segment_signature(det.layouts, det.layout_every, v["fps"], det.motion, a, b),
                 code_version=CODE_VERSION,
             ))
         return rows

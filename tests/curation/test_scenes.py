@@ -87,7 +87,8 @@ def test_transnetv2_finds_the_known_cuts(tmp_path):
     assert all(abs(a - b) <= 2 for a, b in zip(det.cuts, truth.cuts)), (det.cuts, truth.cuts)
     # the near-duplicate signature's samples: the same frames and colours as the PySceneDetect pass
     pyscenedetect = detect_cuts(tmp_path / "t.mp4", DetectorConfig())
-    assert det.step == pyscenedetect.step == 12 and det.layouts.shape == pyscenedetect.layouts.shape == (24, 8, 8, 3)
+    assert det.layout_every == pyscenedetect.layout_every == 3
+    assert det.layouts.shape == pyscenedetect.layouts.shape == (96, 16, 16, 3)
     assert np.abs(det.layouts.astype(int) - pyscenedetect.layouts).mean() < 2.0
 
 
@@ -108,7 +109,7 @@ def test_spans_decoded_separately_give_the_whole_video_result(tmp_path):
     assert joined.cuts == whole.cuts and len(whole.cuts) == len(truth.cuts)
     np.testing.assert_allclose(joined.motion, whole.motion)
     np.testing.assert_array_equal(joined.layouts, whole.layouts)  # the near-duplicate signature's samples
-    assert len(whole.layouts) == -(-truth.n_frames // whole.step) and whole.step == 12
+    assert len(whole.layouts) == -(-truth.n_frames // whole.layout_every) and whole.layout_every == 3
 
 
 def test_windows_inside_one_shot_are_not_trimmed():
