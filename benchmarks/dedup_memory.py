@@ -37,21 +37,26 @@ def signatures(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(base + cells + drift, 0, 255).astype(np.uint8)
 
 
-def signature_bytes(layouts: np.ndarray) -> bytes:
-    """Stored signature of synthetic (SAMPLES, 8, 8, 3) layouts: the same layout at every crop scale, and
-    motion bins that follow the layouts' change (so a copy's bins follow its source's)."""
-    from curation.quality import _HEADER, BINS_PER_SAMPLE, SCALES, SIGNATURE_MAGIC
+def motion_bins(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, SAMPLES * 5) motion per 0.1 s: a level per segment and its own rise and fall."""
+    from curation.quality import BINS_PER_SAMPLE
 
-    change = np.abs(np.diff(layouts.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
-    bins = np.repeat(np.append(change, change[-1:]), BINS_PER_SAMPLE).astype(np.float16)
+    level = rng.uniform(0.5, 4.0, (n, 1))
+    return (level * rng.gamma(4.0, 0.25, (n, SAMPLES * BINS_PER_SAMPLE))).astype(np.float16)
+
+
+def signature_bytes(layouts: np.ndarray, bins: np.ndarray) -> bytes:
+    """Stored signature of synthetic (SAMPLES, 8, 8, 3) layouts (the same at every crop scale) and bins."""
+    from curation.quality import _HEADER, SCALES, SIGNATURE_MAGIC
+
     scaled = np.repeat(layouts[:, None], len(SCALES), axis=1)
     return _HEADER.pack(SIGNATURE_MAGIC, len(layouts), len(bins)) + scaled.tobytes() + bins.tobytes()
 
 
-def segment(i: int, sig: np.ndarray) -> dict:
+def segment(i: int, sig: np.ndarray, bins: np.ndarray) -> dict:
     return dict(segment_id=f"seg{i:08d}", video_id=f"vid{i:08d}", idx=0, start_s=0.0, end_s=10.0, start_frame=0,
                 end_frame=240, detector="synthetic", detector_params="{}", cut_score=0.0, motion=1.0, luma=100.0,
-                frozen_frac=0.0, black_frac=0.0, signature=signature_bytes(sig), code_version="bench")
+                frozen_frac=0.0, black_frac=0.0, signature=signature_bytes(sig, bins), code_version="bench")
 
 
 def build(root: Path, n_stored: int, n_new: int, seed: int = 0) -> None:
@@ -62,15 +67,17 @@ def build(root: Path, n_stored: int, n_new: int, seed: int = 0) -> None:
     kept = None
     for start in range(0, n_stored, CHUNK):
         sigs = signatures(rng, min(CHUNK, n_stored - start))
-        kept = sigs[:max(1, n_new // 10)] if kept is None else kept
-        ds.write("segments", [segment(start + k, s) for k, s in enumerate(sigs)])
+        bins = motion_bins(rng, len(sigs))
+        kept = (sigs[:max(1, n_new // 10)], bins[:max(1, n_new // 10)]) if kept is None else kept
+        ds.write("segments", [segment(start + k, s, m) for k, (s, m) in enumerate(zip(sigs, bins))])
         ds.write("duplicates", [dict(segment_id=f"seg{start + k:08d}", video_id=f"vid{start + k:08d}",
                                      dup_group=f"seg{start + k:08d}", matched="", similarity=None, other_groups=[],
                                      code_version="bench") for k in range(len(sigs))])
-    new = signatures(rng, n_new)
-    copies = np.clip(kept.astype(np.int16) + rng.integers(-2, 3, kept.shape), 0, 255).astype(np.uint8)
+    new, new_bins = signatures(rng, n_new), motion_bins(rng, n_new)
+    copies = np.clip(kept[0].astype(np.int16) + rng.integers(-2, 3, kept[0].shape), 0, 255).astype(np.uint8)
     new[: len(copies)] = copies  # noisy copies of stored segments
-    ds.write("segments", [segment(n_stored + k, s) for k, s in enumerate(new)])
+    new_bins[: len(copies)] = kept[1] * rng.uniform(0.9, 1.1, kept[1].shape)
+    ds.write("segments", [segment(n_stored + k, s, m) for k, (s, m) in enumerate(zip(new, new_bins))])
 
 
 def rss_mb() -> float:

@@ -48,7 +48,7 @@ def test_lora_step_on_a_repeated_batch_lowers_the_loss(built_dataset, tiny_model
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
-    for _ in range(8):
+    for _ in range(12):
         loss = model(**batch).loss
         loss.backward()
         opt.step()
