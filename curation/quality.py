@@ -247,6 +247,28 @@ def segment_signature(layouts: np.ndarray, every: int, fps: float, motion: np.nd
             + np.ascontiguousarray(samples, np.uint8).tobytes() + bins.astype(np.float16).tobytes())
 
 
+def normalized(layouts: np.ndarray) -> np.ndarray:
+    """(n, cells, 3) float layouts scaled to mean brightness 128."""
+    x = layouts.astype(np.float32).reshape(-1, CELLS, 3)
+    return x * (128.0 / np.maximum((x @ _LUMA).mean(axis=1), 1.0))[:, None, None]
+
+
+def colour_keys(colours: np.ndarray) -> set[tuple]:
+    """Each sample's normalized mean colour on two grids offset by half a step: samples that differ little
+    share a bucket on at least one grid, and a matching pair has many samples. Brightness normalization makes
+    the mean colour a ratio, which black borders (and crops of them) do not move."""
+    means = colours.reshape(len(colours), CELLS, 3).mean(axis=1)
+    return {(k, *(int(v) for v in row)) for k, offset in enumerate((0.0, KEY_STEP / 2))
+            for row in (means + offset) // KEY_STEP}
+
+
+def signature_keys(raw: bytes) -> set[tuple]:
+    """``colour_keys`` of a whole stored signature, read from its uncropped layouts alone."""
+    _, n, _ = _HEADER.unpack_from(raw)
+    samples = np.frombuffer(raw, np.uint8, n * len(SCALES) * CELLS * 3, _HEADER.size)
+    return colour_keys(normalized(samples.reshape(n, len(SCALES), CELLS, 3)[:, 0]))
+
+
 @dataclass
 class Layouts:
     """One scale's samples of a signature."""
@@ -258,8 +280,7 @@ class Layouts:
 
     @classmethod
     def from_array(cls, layouts: np.ndarray) -> "Layouts":
-        x = layouts.astype(np.float32).reshape(-1, CELLS, 3)
-        x = x * (128.0 / np.maximum((x @ _LUMA).mean(axis=1), 1.0))[:, None, None]
+        x = normalized(layouts)
         motion = np.abs(np.diff(x, axis=0)).mean(axis=2)
         motion = np.concatenate([motion, motion[-1:]]) if len(motion) else np.zeros((len(x), x.shape[1]), np.float32)
         coarse = x.reshape(-1, GRID // 2, 2, GRID // 2, 2, 3).mean(axis=(2, 4)).reshape(len(x), -1)
@@ -285,20 +306,13 @@ class Signature:
 
     @cached_property
     def keys(self) -> set[tuple]:
-        """Each sample's mean colour on two grids offset by half a step: samples that differ little share a
-        bucket on at least one grid, and a matching pair has many samples. Brightness normalization makes
-        the mean colour a ratio, which black borders (and crops of them) do not move."""
-        colours = self.scales[0].colours
-        means = colours.reshape(len(colours), CELLS, 3).mean(axis=1)
-        return {(k, *(int(v) for v in row)) for k, offset in enumerate((0.0, KEY_STEP / 2))
-                for row in (means + offset) // KEY_STEP}
+        return colour_keys(self.scales[0].colours)
 
 
 # the pairs of scales tried: the same, or either one a crop of the other
 SCALE_PAIRS = [(0, 0)] + [p for k in range(1, len(SCALES)) for p in ((k, 0), (0, k))]
 _PAIR_A, _PAIR_B = (np.array(x) for x in zip(*SCALE_PAIRS))
-COARSE_RMS = 20.0  # root mean square difference of 4 x 4 layouts above which a sample pair is not looked at again
-CHECKED = 400  # alignments looked at closely at most (a still scene passes the first look at many offsets)
+COARSE_RMS = 15.0  # root mean square difference of 4 x 4 layouts above which a sample pair is not looked at again
 
 
 @lru_cache(maxsize=4096)
@@ -312,20 +326,18 @@ def _diagonals(na: int, nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return diag, counts, counts >= need
 
 
-def _sample_agreement(a: Layouts, b: Layouts, offset: int) -> float:
-    """Share of the samples that agree when sample i of a is aligned with sample i - offset of b: colours
-    within MAX_COLOUR_DIFF (each cell counting at most CELL_DIFF_CAP), and either still in both or moving
-    alike (cosine of the per-cell change at least MIN_MOTION_COS)."""
-    i = np.arange(max(0, offset), min(len(a.colours), len(b.colours) + offset))
-    j = i - offset
-    signed = np.clip(a.colours[i] - b.colours[j], -CELL_DIFF_CAP, CELL_DIFF_CAP).reshape(len(i), CELLS, 3)
-    colour = np.minimum(np.abs(signed).mean(axis=2), CELL_DIFF_CAP).mean(axis=1)
-    tint = np.abs(signed.mean(axis=1)).max(axis=1)  # a whole frame shifted in hue: another source
-    ma, mb = a.motion[i], b.motion[j]
-    norms = np.linalg.norm(ma, axis=1) * np.linalg.norm(mb, axis=1)
-    alike = (ma * mb).sum(axis=1) >= MIN_MOTION_COS * np.maximum(norms, 1e-6)
-    still = ~a.moving[i] & ~b.moving[j]
-    return float(((colour <= MAX_COLOUR_DIFF) & (tint <= MAX_TINT) & (still | alike)).mean())
+def _agreeing_samples(a: Layouts, b: Layouts) -> np.ndarray:
+    """(len a, len b): whether sample i of a and sample j of b agree: colours within MAX_COLOUR_DIFF (each
+    channel of each cell counting at most CELL_DIFF_CAP), no channel shifted by more than MAX_TINT over the
+    frame, and either still in both or moving alike (cosine of the per-cell change at least MIN_MOTION_COS)."""
+    na, nb = len(a.colours), len(b.colours)
+    signed = np.clip(a.colours[:, None] - b.colours[None], -CELL_DIFF_CAP, CELL_DIFF_CAP).reshape(na, nb, CELLS, 3)
+    colour = np.abs(signed).mean(axis=(2, 3))
+    tint = np.abs(signed.mean(axis=2)).max(axis=2)  # a whole frame shifted in hue: another source
+    norms = np.linalg.norm(a.motion, axis=1)[:, None] * np.linalg.norm(b.motion, axis=1)[None]
+    alike = (a.motion @ b.motion.T) >= MIN_MOTION_COS * np.maximum(norms, 1e-6)
+    still = ~a.moving[:, None] & ~b.moving[None]
+    return (colour <= MAX_COLOUR_DIFF) & (tint <= MAX_TINT) & (still | alike)
 
 
 def motion_agrees(a: np.ndarray, b: np.ndarray, offset: int) -> bool:
@@ -350,10 +362,10 @@ def motion_agrees(a: np.ndarray, b: np.ndarray, offset: int) -> bool:
 
 
 def agreement(a: Signature, b: Signature) -> float:
-    """How well two segments match: the best share of agreeing samples (``_sample_agreement``) over the
+    """How well two segments match: the best share of agreeing samples (``_agreeing_samples``) over the
     pairs of scales a crop can give and the time offsets at which they overlap enough, among alignments
     whose motion over time agrees (``motion_agrees``); 0 when none does. A first look on 4 x 4 layouts
-    picks the alignments worth a close one."""
+    says which pairs of scales are worth a close one."""
     na, nb = len(a.scales[0].colours), len(b.scales[0].colours)
     if not na or not nb:
         return 0.0
@@ -361,28 +373,32 @@ def agreement(a: Signature, b: Signature) -> float:
     d2 = (ca * ca).sum(axis=2)[:, :, None] + (cb * cb).sum(axis=2)[:, None] - 2 * ca @ cb.transpose(0, 2, 1)
     near = d2.reshape(len(SCALE_PAIRS), -1) <= COARSE_RMS ** 2 * ca.shape[2]
     diag, counts, enough = _diagonals(na, nb)
-    shares = np.stack([np.bincount(diag, weights=row, minlength=len(counts)) for row in near]) / counts
-    shares[:, ~enough] = 0.0
-    pair_of, d_of = np.nonzero(shares >= MIN_AGREEING)
-    offsets = d_of - (nb - 1)
+    first = np.stack([np.bincount(diag, weights=row, minlength=len(counts)) for row in near]) / counts
+    first[:, ~enough] = 0.0
     best = 0.0
-    # best first look first; among equals, the smaller time offset, then the plainer pair of scales
-    for k in np.lexsort((pair_of, np.abs(offsets), -shares[pair_of, d_of]))[:CHECKED]:
-        pair, offset = int(pair_of[k]), int(offsets[k])
+    for pair in np.argsort(-first.max(axis=1), kind="stable"):
+        if first[pair].max() < MIN_AGREEING:
+            break
         i, j = SCALE_PAIRS[pair]
-        share = _sample_agreement(a.scales[i], b.scales[j], offset)
-        if share > best and share >= MIN_AGREEING and motion_agrees(a.bins, b.bins, offset * BINS_PER_SAMPLE):
-            best = share
+        shares = np.bincount(diag, weights=_agreeing_samples(a.scales[i], b.scales[j]).ravel(),
+                             minlength=len(counts)) / counts
+        shares[~enough] = 0.0
+        for d in np.argsort(-shares, kind="stable"):
+            if shares[d] < max(MIN_AGREEING, best + 1e-9):
+                break
+            if motion_agrees(a.bins, b.bins, (int(d) - (nb - 1)) * BINS_PER_SAMPLE):
+                best = float(shares[d])
+                break
     return best
 
 
 class DupIndex:
     """Segments bucketed by their samples' mean colours (multi-index hashing): a new segment is aligned only
     with those that share a bucket. Each segment is held as its stored signature bytes and decoded when
-    compared (a couple of thousand decoded at a time), so memory grows by the bytes, not by float copies.
+    compared (a few hundred decoded at a time: about 110 KB each), so memory grows by the bytes, not by float copies.
     ``raw`` is the column of signatures as read (Arrow buffers); each indexed segment names its row in it."""
 
-    def __init__(self, raw, cache: int = 2048):
+    def __init__(self, raw, cache: int = 512):
         self.raw = raw
         self.buckets: dict[tuple, list[int]] = {}
         self.ids: list[str] = []
@@ -394,14 +410,14 @@ class DupIndex:
         self._decoded: dict[int, Signature] = {}
         self._cache = cache
 
-    def add(self, seg_id: str, video_id: str, row: int, sig: Signature, group: str) -> None:
+    def add(self, seg_id: str, video_id: str, row: int, keys: set[tuple], group: str) -> None:
         pos = len(self.ids)
         self.ids.append(seg_id)
         self.rows.append(row)
         self.videos.append(sys.intern(video_id))
         self.groups.append(sys.intern(group))
         self.group_videos.setdefault(self.groups[pos], set()).add(self.videos[pos])
-        for key in sig.keys:
+        for key in keys:
             self.buckets.setdefault(key, []).append(pos)
 
     def signature(self, pos: int) -> Signature:
@@ -491,9 +507,9 @@ class DedupStage(Stage):
         del t
         d = ds.read("duplicates", ["segment_id", "video_id", "dup_group"])
         for seg_id, video_id, group in zip(*(d.column(c).to_pylist() for c in ("segment_id", "video_id", "dup_group"))):
-            sig = decode_signature(index.raw[row_of[seg_id]].as_py()) if seg_id in row_of else None
-            if sig is not None:
-                index.add(seg_id, video_id, row_of[seg_id], sig, group)
+            raw = index.raw[row_of[seg_id]].as_py() if seg_id in row_of else None
+            if not signature_problem(raw):  # keys from the bytes: nothing decoded until compared
+                index.add(seg_id, video_id, row_of[seg_id], signature_keys(raw), group)
         del d
         rows = [self._row(index, seg, row_of.get(seg["segment_id"]), stats) for seg in batch]
         stats.add("pairs_compared", index.compared)
@@ -510,7 +526,7 @@ class DedupStage(Stage):
         free = [index.groups[p] for _, p in found if seg["video_id"] not in index.group_videos[index.groups[p]]]
         group = free[0] if free else seg["segment_id"]
         if sig is not None:
-            index.add(seg["segment_id"], seg["video_id"], row, sig, group)
+            index.add(seg["segment_id"], seg["video_id"], row, sig.keys, group)
         best = next(((score, p) for score, p in found if index.groups[p] == group), found[0] if found else None)
         stats.add("duplicates" if free else "unique" if sig is not None else signature_problem(raw))
         return dict(segment_id=seg["segment_id"], video_id=seg["video_id"], dup_group=group,
