@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,ray,report]' $(TRANSFORMERS_PIN)
+	$(BIN)/pip install -q -e '.[dev,transnet,eval,export,ray,report,s3]' $(TRANSFORMERS_PIN)
 	command -v java >/dev/null || $(MAKE) java
 	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@

@@ -10,6 +10,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curation.storage import is_url
+
 UNLABELED = "unlabeled"
 # Generated evaluation haystacks: kept in `videos` (samples point at them) but never split or captioned.
 EVAL_ONLY_DOMAINS = frozenset({"needle"})
@@ -67,13 +69,17 @@ class DomainResolver:
         return {**base, "domain": self._from_folder(path)}
 
     def _rel(self, path: Path) -> str:
+        if is_url(str(self.root)):  # object keys: no symlinks to resolve
+            root = str(self.root).rstrip("/") + "/"
+            return str(path)[len(root):] if str(path).startswith(root) else path.name
         try:
             return str(path.resolve().relative_to(self.root.resolve()))
         except ValueError:
             return path.name
 
     def _from_manifest(self, path: Path) -> dict | None:
-        for key in (str(path.resolve()), str(path), self._rel(path), path.name):
+        resolved = str(path) if is_url(str(path)) else str(path.resolve())
+        for key in (resolved, str(path), self._rel(path), path.name):
             if key in self.manifest:
                 return self.manifest[key]
         return None

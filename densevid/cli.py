@@ -12,6 +12,7 @@ import types
 import typing
 from pathlib import Path
 
+from curation import storage
 from curation.video import VideoError
 from densevid import export_cli, gate_cli, mix_cli, report_cli, round_cli, train_cli
 from densevid.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_SYSTEM, EXIT_USAGE
@@ -21,8 +22,8 @@ from synth.imports import TOLERANCE_S
 
 
 def _add_data(p, required=True):
-    p.add_argument("--data", type=Path, required=required, metavar="DIR",
-                   help="dataset directory (Parquet tables + catalog)")
+    p.add_argument("--data", type=storage.location, required=required, metavar="DIR",
+                   help="dataset directory (Parquet tables + catalog), or a URL: s3://bucket/ds, gs://...")
 
 
 # --- config dataclass <-> flags ---------------------------------------------------------------------------
@@ -107,6 +108,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.add_argument("--storage-option", dest="storage_options", action="append", default=argparse.SUPPRESS,
+                          metavar="KEY=VALUE", help="an fsspec option for s3:// or gs:// URLs, e.g. "
+                          "endpoint_url=http://127.0.0.1:9000 (repeatable; credentials from the usual variables)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -164,6 +168,15 @@ def existing_dataset(data: Path):
     """The dataset at ``data``; a folder that is none (a typo) is an error, never made into an empty dataset."""
     from curation.store import Dataset
 
+    from curation.store import TABLES
+
+    if storage.is_url(str(data)):
+        problem = storage.check_reachable(data)
+        if problem:
+            raise ValueError(problem)
+        if not any(Dataset.exists(data, t) for t in TABLES):
+            raise ValueError(f"{data} is not a densevid dataset (no tables under it)")
+        return Dataset(data)
     if not (data / "catalog.duckdb").exists() and not any(data.glob("*/*.parquet")):
         raise ValueError(f"{data} is not a densevid dataset (no catalog.duckdb, no tables)")
     return Dataset(data)
@@ -199,7 +212,7 @@ def cmd_import(args) -> int:
     from curation.store import Dataset
     from synth.imports import import_annotations, load_map
 
-    if not (args.data / "videos").is_dir():
+    if not Dataset.exists(args.data):
         print(f"error: {args.data} has no videos table; run densevid ingest --videos DIR --data {args.data} first",
               file=sys.stderr)
         return EXIT_USAGE
@@ -249,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
+        storage.configure(dict(storage.parse_option(o) for o in getattr(args, "storage_options", None) or []))
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         _quiet_libraries()
         if args.cmd == "demo":

@@ -7,6 +7,7 @@ import importlib.util
 from dataclasses import MISSING, dataclass, field, replace
 from pathlib import Path
 
+from curation import storage
 from curation.domains import parse_rule
 from curation.frames import FramePolicy
 from curation.executors import EXECUTORS, RunOptions, run_stage
@@ -49,7 +50,8 @@ class PipelineConfig:
     ``detector`` and ``policy`` are the split stage's scene detection and cut-to-segment policy.
     """
 
-    data: Path = option(help="dataset directory (Parquet tables + catalog)", metavar="DIR")
+    data: str = option(help="dataset directory (Parquet tables + catalog), or a URL: s3://bucket/ds, gs://...",
+                       metavar="DIR")
     workers: int = option(1, help="processes for CPU stages (ingest, split)")
     shard: str | None = option(None, help="i/n: process only shard i of n (for cluster schedulers)")
     executor: str = option("local", choices=EXECUTORS,
@@ -64,8 +66,8 @@ class PipelineConfig:
     write_every_s: float = option(0.0, help="also write a group once it is this old (default 30 with --executor ray)")
     compact_above: int = option(64, help="compact a table the stage wrote to one file once it has more files "
                                          "than this (0: never)")
-    videos: Path | None = option(None, stages=("ingest",), help="folder of videos; subfolders name domains",
-                                 metavar="DIR", required=True)
+    videos: str | None = option(None, stages=("ingest",), metavar="DIR", required=True,
+                                help="folder of videos, or a URL (s3://bucket/prefix); subfolders name domains")
     manifest: Path | None = option(None, stages=("ingest",), metavar="FILE",
                                    help="CSV/JSONL/Parquet with uri and any of domain, source, license")
     domain_rules: tuple[str, ...] = option((), stages=("ingest",), flag="--domain-rule", repeat=True,
@@ -111,11 +113,13 @@ class PipelineConfig:
         out = self.detector.problems() + self.policy.problems() + self.gate.problems() + self.quality.problems()
         out += [f"--skip {s!r} is not a stage; stages are {', '.join(STAGES)}" for s in self.skip if s not in STAGES]
         ingest = "ingest" in stages and "ingest" not in self.skip
+        unreachable = _unreachable(self.data, self.videos if ingest else None)
+        out += unreachable
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
-        elif ingest and not Path(self.videos).expanduser().exists():
+        elif ingest and not unreachable and not storage.exists(self.videos):
             out.append(f"--videos {self.videos}: no such folder; pass --videos DIR with video files in it")
-        if not ingest and not (Path(self.data).expanduser() / "videos").is_dir():  # a typo must not become a dataset
+        if not ingest and not unreachable and not Dataset.exists(self.data):  # a typo must not become a dataset
             out.append(f"--data {self.data} is no dataset yet (no videos table); run densevid ingest --videos DIR "
                        f"--data {self.data} (or densevid run) first")
         try:
@@ -158,6 +162,12 @@ class PipelineConfig:
                           write_every_s=self.write_every_s or (30.0 if ray else 0.0), compact_above=self.compact_above)
 
 
+def _unreachable(*places) -> list[str]:
+    """One line per bucket that cannot be listed (missing, wrong endpoint, denied)."""
+    return [f"--{name} {line}" for name, place in zip(("data", "videos"), places)
+            if place and (line := storage.check_reachable(place))]
+
+
 def _shard(text: str | None):
     try:
         return parse_shard(text)
@@ -171,7 +181,7 @@ def build_stage(name: str, cfg: PipelineConfig):
                 max_retries=cfg.retries)
     frames = FramePolicy(max_frames=cfg.caption_frames)
     if name == "ingest":
-        return [IngestStage(videos=Path(cfg.videos), manifest=cfg.manifest, domain_rules=cfg.domain_rules)]
+        return [IngestStage(videos=storage.location(cfg.videos), manifest=cfg.manifest, domain_rules=cfg.domain_rules)]
     if name == "split":
         return [SplitStage(detector=cfg.detector, policy=cfg.policy)]
     if name == "quality":

@@ -1,0 +1,133 @@
+"""Datasets and videos on an S3 bucket (a local S3 server): the same tables and guarantees as on disk."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+
+from curation import storage
+from curation.executors import run_stage
+from curation.quality import DedupStage, QualityStage
+from curation.stages import IngestStage, SplitStage
+from curation.store import COMPACTION_JOURNAL, TABLES, Dataset
+
+VOLATILE = {"created_at", "finished_at", "resolved_at"}
+
+
+def _failure(i, stage="x"):
+    return dict(stage=stage, item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
+
+
+def _objects(url):
+    fs, inner = storage.filesystem(url)
+    return sorted(p[len(inner) + 1:] for p in fs.find(inner))
+
+
+def test_table_writes_are_whole_objects_with_deterministic_keys_and_reruns_skip(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    first = ds.write("failures", [_failure(i) for i in range(3)])
+    assert ds.write("failures", [_failure(i) for i in range(3)]) is None  # every key stored: nothing written
+    again = Dataset(f"{bucket}/ds").write("failures", [_failure(i) for i in range(2, 5)])  # a new process
+    assert sorted(r["item_id"] for r in ds.rows("failures")) == ["i0", "i1", "i2", "i3", "i4"]
+    assert _objects(f"{bucket}/ds") == sorted(["failures/" + first.name, "failures/" + again.name])
+    other = Dataset(f"{bucket}/other")
+    assert other.write("failures", [_failure(i) for i in range(3)]).name == first.name  # keys name the file
+
+
+def test_compaction_on_a_bucket_swaps_without_rename_and_keeps_a_concurrent_write(bucket, monkeypatch):
+    ds = Dataset(f"{bucket}/ds")
+    for i in range(4):
+        ds.write("failures", [_failure(i)])
+    real_read = pq.read_table
+    armed = [True]
+
+    def read_table(path, *args, **kwargs):  # another writer adds a file while the compactor reads
+        if armed[0]:
+            armed[0] = False
+            Dataset(f"{bucket}/ds").write("failures", [_failure(9)])
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", read_table)
+    assert ds.compact("failures") == (4, 1)
+    monkeypatch.undo()
+    names = [f.name for f in ds.files("failures")]
+    assert len(names) == 2 and any(n.startswith("compact-") for n in names)
+    assert sorted(r["item_id"] for r in ds.rows("failures")) == ["i0", "i1", "i2", "i3", "i9"]
+    assert not [o for o in _objects(f"{bucket}/ds") if ".pending" in o or "_compaction.json" in o or ".compacting" in o]
+
+
+def test_a_compaction_killed_after_its_journal_is_finished_by_the_next_reader(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    for i in range(3):
+        ds.write("failures", [_failure(i)])
+    d = ds.table_dir("failures")
+    old = ds.files("failures")
+    merged = pa.concat_tables([pq.read_table(str(f), filesystem=storage.filesystem(str(f))[0]) for f in old])
+    from curation.atomic import atomic_path
+
+    with atomic_path(d / ".compact-x.parquet.pending") as tmp:  # the compactor wrote these, then died
+        pq.write_table(merged, tmp)
+    (d / COMPACTION_JOURNAL).write_text(json.dumps(
+        {"new": "compact-x.parquet", "pending": ".compact-x.parquet.pending", "old": [f.name for f in old]}))
+    reader = Dataset(f"{bucket}/ds")
+    assert [f.name for f in reader.files("failures")] == ["compact-x.parquet"]
+    assert sorted(r["item_id"] for r in reader.rows("failures")) == ["i0", "i1", "i2"]
+
+
+def test_a_held_lock_keeps_a_second_compactor_out(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    for i in range(3):
+        ds.write("failures", [_failure(i)])
+    lock = ds.table_dir("failures") / ".compacting"
+    assert storage.create_exclusive(lock, b"other")
+    assert not storage.create_exclusive(lock, b"me")  # a conditional put: exactly one holder
+    assert ds.compact("failures") == (3, 3)
+    storage.filesystem(str(lock))[0].rm_file(storage.filesystem(str(lock))[1])
+    assert ds.compact("failures") == (3, 1)
+
+
+def test_catalog_over_the_bucket_has_every_view(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    ds.write("failures", [_failure(0), _failure(1, "split")])
+    ds.resolve("split", ["i1"])
+    assert ds.open_failure_counts() == {"x": 1}
+    con = ds.connect()
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert set(TABLES) | {"quality", "open_failures"} <= views
+    assert con.execute("SELECT count(*) FROM segments").fetchone() == (0,)  # empty tables keep their columns
+    assert "signature" in [d[0] for d in con.execute("SELECT * FROM segments").description]
+
+
+def _plain(rows, *roots):
+    def plain(v):
+        if isinstance(v, str):
+            for root, name in roots:
+                v = v.replace(root, name)
+            return v
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    return sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in rows)
+
+
+def _curate(videos, data):
+    ds = Dataset(data)
+    for stage in (IngestStage(videos=storage.location(videos)), SplitStage(), QualityStage(), DedupStage()):
+        stats = run_stage(stage, ds, progress=False)
+        assert not stats.failed_ids, stage.name
+    return ds
+
+
+def test_videos_and_dataset_on_a_bucket_give_the_local_tables(corpus, bucket, tmp_path):
+    local = _curate(corpus, tmp_path / "ds")
+    upload(corpus, f"{bucket}/videos")
+    remote = _curate(f"{bucket}/videos", f"{bucket}/ds")
+    roots = lambda ds, videos: ((str(videos), "<videos>"), (str(ds.root), "<data>"))  # noqa: E731
+    for table in TABLES:
+        assert _plain(remote.rows(table), *roots(remote, f"{bucket}/videos")) == \
+            _plain(local.rows(table), *roots(local, corpus)), table
+    assert remote.rows("videos")[0]["uri"].startswith(f"{bucket}/videos/")
+    assert not [o for o in _objects(f"{bucket}/ds") if o.rsplit("/", 1)[-1].startswith(".")]  # no temporaries

@@ -1,0 +1,56 @@
+"""An S3-compatible server on 127.0.0.1 (moto's ThreadedMotoServer) for the object-storage tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """The server's URL; the AWS variables point every client (and subprocess) at it while the session runs."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL", "DENSEVID_STORAGE_OPTIONS"]}
+    os.environ.update(ENV, AWS_ENDPOINT_URL=url)
+    os.environ.pop("DENSEVID_STORAGE_OPTIONS", None)
+    yield url
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint) -> str:
+    """A fresh bucket: ``s3://NAME``."""
+    from curation import storage
+
+    name = "densevid-" + uuid.uuid4().hex[:10]
+    fs, _ = storage.filesystem(f"s3://{name}")
+    fs.mkdir(name)
+    return f"s3://{name}"
+
+
+def upload(folder: Path, url: str) -> str:
+    """Every file under ``folder`` to ``url``/..., keeping the layout."""
+    from curation import storage
+
+    fs, inner = storage.filesystem(url)
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            fs.put_file(str(p), f"{inner}/{p.relative_to(folder).as_posix()}")
+    return url
