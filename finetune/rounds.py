@@ -170,10 +170,11 @@ def _write_steps(out: Path, steps: dict) -> None:
 
 
 def video_splits(ds: Dataset) -> dict[str, str]:
-    """Each video's split as the tasks stage assigns it (stored once; near-duplicate families share one)."""
-    from curation.splits import plan_splits
+    """Each video's split, stored now for those not assigned yet: a pool or held-out set chosen by split must
+    be the split the tasks stage later writes their samples to (a plan over other videos could differ)."""
+    from curation.splits import assign_splits
 
-    return plan_splits(ds, [v["video_id"] for v in ds.rows("videos", ["video_id"])])[0]
+    return assign_splits(ds, [v["video_id"] for v in ds.rows("videos", ["video_id"])])
 
 
 def pool_videos(ds: Dataset, condition: str, flag: str = "--pool", eval_only: bool = False) -> list[str]:

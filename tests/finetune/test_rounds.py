@@ -206,3 +206,22 @@ def test_bad_pools_are_one_clear_error(round_data, tiny_model):
     problems = RoundConfig(data=str(round_data / "nope"), teacher="x", round=-1, student_init="mine",
                            eval_frames=3).problems()
     assert len(problems) == 4 and any("--round -1" in p for p in problems)
+
+
+def test_a_pool_chosen_by_split_is_the_split_the_videos_keep(tmp_path):
+    """Splits a round chooses its pool and held-out set by are stored then, so the tasks stage, which
+    assigns the videos it sees later and maybe fewer of them at a time, cannot put them elsewhere."""
+    from curation.executors import run_stage
+    from curation.splits import assign_splits, stored_splits
+    from curation.stages import IngestStage
+    from synth.videos import render_video
+
+    for k, domain in enumerate(("cooking", "sports", "travel", "sports")):
+        render_video(tmp_path / "videos" / domain / f"v{k}.mp4", domain, 4, seed=k, size=(96, 64), n_scenes=1, n_fades=0)
+    ds = Dataset(tmp_path / "d")
+    run_stage(IngestStage(videos=tmp_path / "videos"), ds, progress=False)
+    chosen = video_splits(ds)
+    assert len(chosen) == 4 and stored_splits(ds) == chosen
+    one = sorted(chosen)[0]
+    assert assign_splits(ds, [one]) == {one: chosen[one]}
+    assert len(ds.rows("splits")) == 4  # nothing assigned twice
