@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from curation import storage
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED
 
 
@@ -14,7 +15,7 @@ def add_parsers(sub) -> None:
         "export", help="a mixture for other trainers: Qwen fine-tune JSON, LLaMA-Factory, ms-swift, HF datasets",
         description="Samples that show part of a video are cut to their own clip (cached under <dataset>/clips/) "
                     "and their times moved to the clip's clock; whole-video samples keep their source file.")
-    p.add_argument("mixture", type=Path, help="mixture folder, <dataset>/mixtures/<name>/")
+    p.add_argument("mixture", type=storage.location, help="mixture folder, <dataset>/mixtures/<name>/")
     p.add_argument("--format", dest="export_formats", default=",".join(FORMATS), metavar="{" + ",".join(FORMATS) + "}",
                    help=f"one or more, comma-separated (default {','.join(FORMATS)})")
     p.add_argument("--out", type=Path, required=True, help="export folder (clips are hard-linked into it)")

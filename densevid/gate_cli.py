@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from curation import storage
 from densevid.exits import EXIT_OK, EXIT_USAGE
 
 COLUMNS = ("check", "n", "passed", "precision passed", "recall correct", "precision rejected", "recall incorrect")
@@ -17,7 +18,7 @@ def add_parsers(sub) -> None:
         description="A model record is correct when a truth record of its video with the same phrase reaches "
                     "--min-tiou with it. Per check and overall: precision of passed, recall of correct, "
                     "precision of rejected, recall of incorrect records.")
-    p.add_argument("--data", type=Path, required=True, help="dataset directory (Parquet tables + catalog)")
+    p.add_argument("--data", type=storage.location, required=True, help="dataset directory (Parquet tables + catalog)")
     p.add_argument("--model", required=True, help="the model whose records and verdicts are scored (hub id or dir)")
     p.add_argument("--truth-dir", type=Path, default=None,
                    help="also truth JSON files kept apart from the videos, one <video file stem>.json per video")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from curation import storage
 from densevid.exits import EXIT_OK
 from densevid.train_cli import flag_overrides, reparse
 
@@ -25,7 +26,7 @@ def add_parsers(sub) -> None:
 
 def _mix_options(p) -> None:
     p.add_argument("items", nargs="*", metavar="RECIPE|key=value")
-    p.add_argument("--data", type=Path, default=None, help="dataset folder")
+    p.add_argument("--data", type=storage.location, default=None, help="dataset folder")
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     p.add_argument("--dry-run", action="store_true", help="print the balance table without writing anything")
     for flag in _FLAG_KEYS:

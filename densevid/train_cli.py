@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from curation import storage
 from densevid.exits import EXIT_OK
 
 # old flags, kept as spellings of overrides
@@ -39,8 +40,8 @@ def _eval_parser(ev) -> None:
 
     default = {f.name: f.default for f in dataclasses.fields(EvalConfig)}
     ev.add_argument("--model", required=True, help="hub id, local checkpoint, adapter folder or merged folder")
-    ev.add_argument("--mixture", type=Path, default=None, help="mixture folder with held-out samples")
-    ev.add_argument("--data", type=Path, default=None, help="dataset folder: samples of --split are used")
+    ev.add_argument("--mixture", type=storage.location, default=None, help="mixture folder with held-out samples")
+    ev.add_argument("--data", type=storage.location, default=None, help="dataset folder: samples of --split are used")
     ev.add_argument("--split", default=default["split"])
     ev.add_argument("--out", type=Path, default=None, help="folder for eval.json and needle_heatmap.png")
     ev.add_argument("--max-samples", type=int, default=default["max_samples"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from curation import typed_config
+from curation import storage, typed_config
 from curation.typed_config import build, load_raw
 from model.loader import DEFAULT_MODEL
 
@@ -104,9 +104,9 @@ class TrainConfig:
         out = []
         if not self.mixture:
             out.append("mixture is empty; pass mixture=<data>/mixtures/<name> (the folder `densevid mix` wrote)")
-        elif not (Path(self.mixture) / "manifest.parquet").exists():
+        elif not storage.exists(storage.location(self.mixture) / "manifest.parquet"):
             out.append(f"mixture {self.mixture}: no manifest.parquet there; build it with `densevid mix --data DIR`")
-        if self.val_mixture and not (Path(self.val_mixture) / "manifest.parquet").exists():
+        if self.val_mixture and not storage.exists(storage.location(self.val_mixture) / "manifest.parquet"):
             out.append(f"val_mixture {self.val_mixture}: no manifest.parquet there; build it with "
                        "`densevid mix --data DIR --split val --name val`")
         if self.method not in ("lora", "full"):

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from curation import storage
 from curation.chats import read_messages, turn_text
 from curation.times import parse_span
 from synth.dense_eval import (TIOUS, dense_summary, entry_events, parse_events, scorer_problems, truth_events,
@@ -49,7 +50,7 @@ class EvalConfig:
         out = []
         if not (self.mixture or self.data or self.needle):
             out.append("nothing to evaluate; pass --mixture DIR or --data DIR (held-out samples), or --needle")
-        if self.mixture and not (Path(self.mixture) / "manifest.parquet").exists():
+        if self.mixture and not storage.exists(storage.location(self.mixture) / "manifest.parquet"):
             out.append(f"--mixture {self.mixture}: no manifest.parquet there")
         if self.data and not Path(self.data).is_dir():
             out.append(f"--data {self.data}: no such dataset folder")

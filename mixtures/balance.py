@@ -4,6 +4,7 @@ balance report (JSON and a bar chart)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -12,8 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation import storage
+from curation.atomic import atomic_write_bytes
 from curation.domains import EVAL_ONLY_DOMAINS
-from curation.store import Dataset, atomic_write_parquet, to_arrow
+from curation.store import Dataset, atomic_write_parquet, read_parquet, to_arrow
 from mixtures.recipe import DIMENSIONS, UNIT_SQL, MixRecipe
 from mixtures.shares import Cell, marginal, normalized, plan_total, quotas, rake, temperature_shares
 
@@ -296,8 +299,10 @@ def write_chart(report: dict, path: Path) -> None:
         ax.set_title(f"{report['mixture']}: {dim}", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    png = io.BytesIO()  # a bucket takes bytes, not a file name
+    fig.savefig(png, format="png", dpi=90)
     plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
 
 
 # --- building ---------------------------------------------------------------------------------------------
@@ -350,7 +355,8 @@ def _select(ds: Dataset, con, recipe: MixRecipe, strict: bool) -> tuple[Built, p
 
 def _write(ds: Dataset, built: Built, manifest: pa.Table, recipe: MixRecipe) -> Built:
     out = ds.root / "mixtures" / recipe.name
-    out.mkdir(parents=True, exist_ok=True)
+    if not ds.remote:
+        out.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(manifest, out / "manifest.parquet")
     recipe_json = {**asdict(recipe), "sql": built.sql, "balance_sql": stats_sql(recipe)}
     (out / "recipe.json").write_text(json.dumps(_finite(recipe_json), indent=1))
@@ -372,12 +378,12 @@ def _finite(value):
 
 def read_manifest(mixture_dir: str | Path, columns: list[str] | None = None) -> list[dict]:
     """A mixture's manifest rows (the one reader: training, evaluation, export, the report)."""
-    path = Path(mixture_dir) / "manifest.parquet"
-    if not path.exists():
+    path = storage.location(mixture_dir) / "manifest.parquet"  # a bucket's too
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path} not found; pass a mixture folder (`densevid mix --data DIR` writes "
                                 "DIR/mixtures/<name>/)")
-    return pq.read_table(path, columns=columns).to_pylist()
+    return read_parquet(path, columns=columns).to_pylist()
 
 
 def balance_report(mixture_dir: str | Path) -> dict:
-    return json.loads((Path(mixture_dir) / "balance.json").read_text())
+    return json.loads((storage.location(mixture_dir) / "balance.json").read_text())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from curation import storage
 from curation.atomic import atomic_path
 from curation.video import VideoError, encode_frames, frames_between
 
@@ -31,7 +32,18 @@ class ClipEncoding:
 
 
 def clip_path(dataset_root: str | Path, video_id: str, start_frame: int, end_frame: int) -> Path:
-    return Path(dataset_root) / "clips" / video_id / f"{int(start_frame)}-{int(end_frame)}.mp4"
+    return storage.location(dataset_root) / "clips" / video_id / f"{int(start_frame)}-{int(end_frame)}.mp4"
+
+
+def _download(url, dest: Path) -> str:
+    """A bucket's object as a local file (kept when one of the same size is there)."""
+    if dest.exists() and dest.stat().st_size == storage.size_of(url):
+        return "kept"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fs, inner = storage.filesystem(str(url))
+    with atomic_path(dest) as tmp:
+        fs.get_file(inner, str(tmp))
+    return "copied"
 
 
 def frame_rate(fps: float) -> Fraction:
@@ -46,12 +58,13 @@ def ensure_clip(src: str | Path, dest: Path, start_frame: int, end_frame: int, f
     The clip is written to a temporary file beside ``dest`` and renamed once complete and checked (its
     frame count), so a killed export leaves no half clip under the final name.
     """
-    if dest.exists():
+    if storage.exists(dest):
         return False
     if not 0 <= start_frame < end_frame:
         raise VideoError(f"{src}: empty or negative frame span [{start_frame}, {end_frame}) to cut")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dest) as tmp:
+    if not storage.is_url(str(dest)):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:  # on a bucket: encoded locally, then one upload
         _encode(src, tmp, start_frame, end_frame, fps, encoding)
         n = _count(tmp)
         if n != end_frame - start_frame:
@@ -77,6 +90,8 @@ def link_or_copy(src: Path, dest: Path) -> str:
     import filecmp
     import shutil
 
+    if storage.is_url(str(src)):
+        return _download(src, dest)
     if dest.exists() and (os.path.samefile(src, dest) or filecmp.cmp(src, dest, shallow=False)):
         return "kept"
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curation import storage
 from curation.atomic import atomic_path, atomic_write_text
 from curation.chats import read_messages
 from curation.progress import progress as progress_bar
@@ -91,9 +92,13 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(words))
 
 
+def _resolved(path):
+    return path if storage.is_url(str(path)) else Path(path).expanduser().resolve()
+
+
 def dataset_root(mixture: Path) -> Path:
     """``<dataset>/mixtures/<name>/`` -> ``<dataset>``; balance.json's "dataset" for a mixture moved elsewhere."""
-    mixture = mixture.expanduser().resolve()
+    mixture = _resolved(mixture)
     if mixture.parent.name == "mixtures":
         return mixture.parent.parent
     balance = mixture / "balance.json"
@@ -115,7 +120,7 @@ def read_rows(mixture: Path) -> list[dict]:
 def export_mixture(mixture: str | Path, out: str | Path, formats=FORMATS, progress: bool = True,
                    encoding: ClipEncoding = ClipEncoding()) -> ExportResult:
     """Export every row of a mixture in each of ``formats``; failures become rows, the rest is written."""
-    mixture = Path(mixture).expanduser().resolve()
+    mixture = _resolved(storage.location(mixture))
     formats = parse_formats(formats)
     rows = read_rows(mixture)
     root = dataset_root(mixture)
@@ -176,7 +181,7 @@ def _item(row: dict, root: Path, out: Path, media: dict, stats: Stats, encoding:
     key = (row["video_id"], start, end) if is_clip else ("source", row["uri"])
     if key not in media:
         try:
-            media[key] = _clip(row, root, out, start, end, fps, stats, encoding) if is_clip else _source(row)
+            media[key] = _clip(row, root, out, start, end, fps, stats, encoding) if is_clip else _source(row, out)
         except Exception as e:
             media[key] = e
     if isinstance(media[key], Exception):
@@ -188,17 +193,21 @@ def _item(row: dict, root: Path, out: Path, media: dict, stats: Stats, encoding:
 
 def _clip(row, root: Path, out: Path, start: int, end: int, fps: float, stats: Stats, encoding) -> str:
     cached = clip_path(root, row["video_id"], start, end)
-    if not cached.exists() and not Path(row["uri"]).is_file():
+    if not storage.exists(cached) and not storage.exists(row["uri"]):
         raise VideoError(f"{row['uri']}: source video not found (moved or deleted?); clip [{start}, {end}) of "
                          f"video {row['video_id']} cannot be cut")
     cut = ensure_clip(row["uri"], cached, start, end, fps, encoding)
     stats.add("clips_cut" if cut else "clips_reused")
-    rel = cached.relative_to(root).as_posix()  # clips/<video_id>/<start>-<end>.mp4
+    rel = f"clips/{row['video_id']}/{cached.name}"
     link_or_copy(cached, out / rel)
     return rel
 
 
-def _source(row) -> str:
+def _source(row, out: Path) -> str:
+    if storage.is_url(row["uri"]):  # a trainer reads files: the object is copied into the export
+        rel = f"videos/{row['video_id']}{Path(row['uri']).suffix}"
+        link_or_copy(storage.location(row["uri"]), out / rel)
+        return rel
     uri = Path(row["uri"]).expanduser()
     if not uri.is_file():
         raise VideoError(f"{uri}: source video not found (moved or deleted?)")

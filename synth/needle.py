@@ -9,9 +9,11 @@ into a dataset (held out, split ``test``), and ``densevid eval --needle`` writes
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curation import storage
 from curation.frames import FramePolicy
 from curation.stage import Stage, Stats
 from curation.stages import video_row
@@ -116,6 +118,17 @@ def parse_needle_answer(text: str) -> tuple[tuple[float, float] | None, str | No
     return parse_span(text), words[-1] if words and words[-1] in COLOURS else None
 
 
+def _upload_haystack(url, cell: NeedleCell, policy: FramePolicy) -> dict:
+    """``write_haystack`` for a dataset on object storage: rendered locally, then uploaded (truth first, so
+    a video in the bucket always has its truth beside it)."""
+    with tempfile.TemporaryDirectory(prefix="densevid-needle-") as d:
+        local = Path(d) / url.name
+        needle = write_haystack(local, cell, policy=policy)
+        storage.put_file(local.with_suffix(".json"), url.with_suffix(".json"))
+        storage.put_file(local, url)
+    return needle
+
+
 def haystack_video(path: Path) -> dict:
     """The `videos` row of a written haystack."""
     return video_row(content_id(path), [path], probe(path), NEEDLE_DOMAIN, "generated", None)
@@ -173,7 +186,7 @@ class NeedleStage(Stage):
         for item in batch:
             cell = item["cell"]
             path = ds.root / "needle_videos" / f"{cell.name}.mp4"
-            needle = write_haystack(path, cell, policy=self.frames)
+            needle = (_upload_haystack if ds.remote else write_haystack)(path, cell, policy=self.frames)
             video = haystack_video(path)
             ds.write("videos", [video])
             rows.append(self.tasks.sample(video, needle_draft(cell, needle), split=self.split))

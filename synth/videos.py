@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curation import storage
 from curation.times import frame_s
 
 PALETTE = {
@@ -194,7 +195,7 @@ def write_truth(path: Path, truth: VideoTruth, **extra) -> Path:
 
 def read_truth(video_path: str | Path) -> dict | None:
     """The truth JSON written beside a generated video; None for any other file (a user's own metadata)."""
-    p = Path(video_path).with_suffix(".json")
+    p = storage.location(video_path).with_suffix(".json")  # beside an object in a bucket too
     if not p.exists():
         return None
     try:
