@@ -107,7 +107,7 @@ def check_reachable(path) -> str | None:
     """None when ``path``'s bucket (or folder) can be listed, else the one line that says why not."""
     if not is_remote(path):
         return None
-    fs, inner = filesystem(str(path))
+    fs, inner = _impatient(str(path))
     bucket = inner.split("/", 1)[0]
     try:
         fs.ls(bucket, refresh=True)
@@ -124,6 +124,19 @@ def exists(place) -> bool:
         return Path(place).expanduser().exists()
     fs, inner = filesystem(str(place))
     return fs.exists(inner)
+
+
+def _impatient(url: str):
+    """A filesystem that tries once: a check must not wait out a minute of retries on a wrong endpoint."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    options = storage_options()
+    if protocol in ("s3", "s3a"):
+        config = {**options.get("config_kwargs", {}), "retries": {"max_attempts": 1}, "connect_timeout": 5}
+        options = {**options, "config_kwargs": config}
+    fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
+    return fs, fs._strip_protocol(url)
 
 
 def put_file(local: str | Path, dst) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
+    saved = os.environ.get(storage.OPTIONS_ENV)
     try:
         storage.configure(dict(storage.parse_option(o) for o in getattr(args, "storage_options", None) or []))
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -301,7 +303,16 @@ def _main(argv: list[str] | None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
         raise
+    finally:  # the options are this command's (main may run again in the same process)
+        _restore_env(storage.OPTIONS_ENV, saved)
     return EXIT_USAGE
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 _WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
