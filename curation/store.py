@@ -438,6 +438,9 @@ def _write_empty(schema: pa.Schema, path: Path) -> None:
 
 def _epoch(d: Path) -> str:
     try:
+        if storage.is_url(str(d)):  # one GET
+            fs, inner = storage.filesystem(str(d / COMPACTION_EPOCH))
+            return fs.cat_file(inner).decode()
         return (d / COMPACTION_EPOCH).read_text()
     except FileNotFoundError:
         return ""
@@ -476,6 +479,8 @@ class Dataset:
         """The table's data files, never old and compacted ones together: a listing that overlapped a swap
         (its journal there, or the epoch changed meanwhile) is taken again once the swap is finished."""
         d = self.table_dir(table)
+        if self.remote:
+            return self._remote_files(d)
         while True:
             if _exists(d / COMPACTION_JOURNAL):
                 self._finish_compaction(d)
@@ -483,6 +488,18 @@ class Dataset:
             listed = sorted(p for p in _parquet_files(d) if not p.name.startswith(".") and p.name != EMPTY_PART)
             if not _exists(d / COMPACTION_JOURNAL) and _epoch(d) == epoch:
                 return listed
+
+    def _remote_files(self, d) -> list:
+        """``files`` in three requests (epoch, one LIST that also shows a journal, epoch again)."""
+        while True:
+            epoch = _epoch(d)
+            names = _names(d)
+            if COMPACTION_JOURNAL in names:
+                self._finish_compaction(d)
+                continue
+            if _epoch(d) == epoch:
+                return sorted(d / n for n in names
+                              if n.endswith(".parquet") and not n.startswith(".") and n != EMPTY_PART)
 
     def compact(self, table: str) -> tuple[int, int]:
         """Rewrite a table's files as one file; returns (files before, files after).
