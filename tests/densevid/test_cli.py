@@ -87,7 +87,7 @@ def test_each_stage_subcommand_shows_the_flags_of_the_fields_it_uses(capsys):
 
 def test_flags_fill_the_pipeline_config_and_default_to_its_fields():
     assert config_from_args(PipelineConfig, parser().parse_args(["run", "--data", "d", "--videos", "v"])) == \
-        PipelineConfig(data=Path("d"), videos=Path("v"))
+        PipelineConfig(data="d", videos="v")  # strings: a dataset or videos may be a URL (s3://...)
     args = parser().parse_args([
         "run", "--data", "d", "--videos", "v", "--manifest", "m.csv", "--domain-rule", "*/a/*=a", "--domain-rule",
         "*/b/*=b", "--workers", "2", "--shard", "0/2", "--model", "tiny", "--caption-frames", "8", "--sample-frames",
@@ -97,7 +97,7 @@ def test_flags_fill_the_pipeline_config_and_default_to_its_fields():
         "--fallback-window-s", "5", "--min-segment-s", "1", "--max-segment-s", "20", "--trim-s", "0", "-q"])
     assert args.quiet and args.pipeline_stages == STAGES
     assert config_from_args(PipelineConfig, args) == PipelineConfig(
-        data=Path("d"), videos=Path("v"), manifest=Path("m.csv"), domain_rules=("*/a/*=a", "*/b/*=b"), workers=2,
+        data="d", videos="v", manifest=Path("m.csv"), domain_rules=("*/a/*=a", "*/b/*=b"), workers=2,
         shard="0/2", model="tiny", caption_frames=8, sample_frames=32, batch_size=2, max_new_tokens=64,
         backend="vllm", renderer="hms", storyline=True, needle_durations_s=(4.0, 8.0), needle_depths=(),
         detector=DetectorConfig(detector="adaptive", threshold=30.0, fade_threshold=10.0, downscale=2, frame_skip=1,
