@@ -215,7 +215,9 @@ def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = STAGES, progress
     """The stages in order; with ``videos``, only the items of those videos (a round's pool)."""
     problems = cfg.problems(stages)
     if problems:
-        raise ValueError("bad configuration:\n  " + "\n  ".join(problems))
+        # one problem stays one line on stderr; several are listed under a heading
+        raise ValueError("bad configuration: " + problems[0] if len(problems) == 1
+                         else "bad configuration:\n  " + "\n  ".join(problems))
     ds = Dataset(cfg.data)
     options = replace(cfg.run_options(), videos=videos)
     results = []

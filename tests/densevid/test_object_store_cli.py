@@ -3,10 +3,12 @@ sql / mix / export on the bucket, and one clear line for a bucket that cannot be
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
@@ -106,3 +108,50 @@ def test_a_video_removed_from_the_bucket_mid_run_is_a_failures_row(corpus, bucke
     assert gone in failures[0]["message"]
     assert {r["video_id"] for r in ds.rows("segments")} == {v["video_id"] for v in ds.rows("videos")
                                                             if v["uri"] != gone}
+
+
+@contextmanager
+def _authenticated(monkeypatch, key_id, secret):
+    """The server checks every request's key and signature (moto lets all through unless told)."""
+    from moto import settings
+
+    with monkeypatch.context() as m:
+        m.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+        m.setenv("AWS_ACCESS_KEY_ID", key_id)
+        m.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        yield
+
+
+def _objects(url):
+    fs, inner = storage.filesystem(url)
+    return sorted(fs.find(inner, refresh=True))
+
+
+def test_denied_credentials_stop_a_command_before_it_writes_in_one_line(corpus, bucket, s3_endpoint, capsys,
+                                                                     monkeypatch):
+    import botocore.session
+
+    iam = botocore.session.get_session().create_client("iam", endpoint_url=s3_endpoint, region_name="us-east-1")
+    user = f"no-rights-{bucket[-10:]}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]  # a real key without any policy
+    data = f"{bucket}/ds"
+    assert main(["-q", "ingest", "--videos", str(corpus), "--data", data]) == 0
+    before = _objects(bucket)
+    capsys.readouterr()
+
+    with _authenticated(monkeypatch, key["AccessKeyId"], key["SecretAccessKey"]):
+        assert main(["sql", "--data", data, "SELECT count(*) FROM videos"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert re.fullmatch(rf"error: {re.escape(data)}: access denied \(PermissionError: [^\n]*Access Denied[^\n]*\); "
+                        r"check the credentials \(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\)\n", captured.err)
+
+    with _authenticated(monkeypatch, key["AccessKeyId"], "not-the-secret"):
+        assert main(["-q", "run", "--videos", str(corpus), "--data", f"{bucket}/new"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: bad configuration: --data {bucket}/new: access denied (")
+    assert "signature" in captured.err and "check the credentials" in captured.err
+    assert _objects(bucket) == before  # nothing written by either command
