@@ -55,6 +55,17 @@ def configure(options: dict) -> None:
     os.environ[OPTIONS_ENV] = json.dumps(merged)
 
 
+# what a worker on another node needs to open the same storage: the options and the usual credential variables
+WORKER_ENV = (OPTIONS_ENV, CACHE_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
+              "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
+
+
+def worker_env() -> dict[str, str]:
+    """The storage variables set in this process, for workers that do not inherit its environment (Ray)."""
+    return {k: os.environ[k] for k in WORKER_ENV if os.environ.get(k)}
+
+
 # another process's writes must show in the next listing: no cached directory listings
 _DEFAULTS = {"use_listings_cache": False}
 

@@ -2,8 +2,8 @@
 
 The driver lists the items, skips what is done, plans the work (batches, and the units of long items) and
 writes every result through the same write path as the local executor, to a dataset folder every node
-sees. Ray retries a task or restarts an actor whose worker died; work that still fails becomes failures
-rows, and an actor dead for good is replaced, never given work again. Actors stay up across model stages of one pipeline run (``shutdown_actors`` ends them), so a worker
+sees or a bucket (the workers get the storage options and credentials in their ``runtime_env``). Ray
+retries a task or restarts an actor whose worker died; work that still fails becomes failures rows, and an actor dead for good is replaced, never given work again. Actors stay up across model stages of one pipeline run (``shutdown_actors`` ends them), so a worker
 loads its model, or vLLM engine, once for caption, ground and verify.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from curation import storage
 from curation.executors.work import Collector, WorkerDied, died_message, plan_work, run_work
 from curation.stage import Stage, Stats
 from curation.store import Dataset
@@ -47,7 +48,8 @@ def _run_tasks(ray, stage: Stage, ds: Dataset, works, collector: Collector) -> N
     res = stage.resources
     if _ACTORS and ray.available_resources().get("CPU", 0) < res.cpus:
         shutdown_actors()  # model workers kept for a later stage hold the CPUs these tasks need
-    task = ray.remote(_task).options(num_cpus=res.cpus, memory=_memory(res), max_retries=RETRIES)
+    task = ray.remote(_task).options(num_cpus=res.cpus, memory=_memory(res), max_retries=RETRIES,
+                                     runtime_env=_runtime_env())
     stage_ref = ray.put(stage)
     window = max(2, int(2 * ray.cluster_resources().get("CPU", 1)))  # in flight, so results stream back
     queue = list(reversed(works))
@@ -100,6 +102,13 @@ def _collect(ray, ref, work, collector: Collector) -> bool:
 def _cause(error: BaseException) -> BaseException:
     """The exception raised in the task, not Ray's wrapper around it."""
     return getattr(error, "cause", None) or error
+
+
+def _runtime_env() -> dict | None:
+    """Workers on other nodes get the storage options and credentials with the work, not from a shared
+    folder or the environment their node was started with (read per stage: a command may change them)."""
+    env = storage.worker_env()
+    return {"env_vars": env} if env else None
 
 
 def _memory(res) -> int | None:
@@ -155,7 +164,7 @@ def _run_actors(ray, stage: Stage, ds: Dataset, works, collector: Collector, opt
 def _new_actor(ray, stage: Stage, ds: Dataset, pool_key: tuple):
     gpus = pool_key[2]
     cls = ray.remote(StageWorker).options(num_cpus=stage.resources.cpus, num_gpus=gpus, memory=_memory(stage.resources),
-                                          max_restarts=RETRIES, max_task_retries=RETRIES)
+                                          max_restarts=RETRIES, max_task_retries=RETRIES, runtime_env=_runtime_env())
     actor = cls.remote(str(ds.root))
     _ACTORS[pool_key].append(actor)
     return actor

@@ -1,0 +1,77 @@
+"""Two simulated Ray nodes and no shared folder: videos and dataset on a local S3 server, the endpoint and
+keys reach the workers only with the work (Ray's runtime_env), and the tables equal a local run's."""
+
+import json
+import os
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+
+from curation import storage
+from curation.executors import RunOptions, run_stage
+from curation.stages import IngestStage, SplitStage
+from curation.store import TABLES, Dataset
+
+RAY = RunOptions(executor="ray", write_rows=1000, write_every_s=30.0)
+VOLATILE = {"created_at", "finished_at", "resolved_at"}
+
+
+@pytest.fixture(scope="module")
+def bare_nodes(s3_endpoint):
+    """Two nodes whose processes start without any storage variable: nothing to inherit."""
+    saved = {k: os.environ.pop(k) for k in storage.WORKER_ENV if k in os.environ}
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    finally:
+        os.environ.update(saved)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@ray.remote(num_cpus=1)
+def _storage_env():
+    return {k: os.environ.get(k) for k in storage.WORKER_ENV if os.environ.get(k)}
+
+
+def _tables(ds, roots):
+    def plain(v):
+        if isinstance(v, str):
+            for root, name in roots:
+                v = v.replace(str(root), name)
+        elif isinstance(v, list):
+            v = [plain(x) for x in v]
+        elif isinstance(v, dict):
+            v = {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {t: sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in ds.rows(t))
+            for t in TABLES}
+
+
+def test_ingest_and_split_on_two_nodes_from_a_bucket_equal_a_local_run(bare_nodes, corpus, bucket, s3_endpoint,
+                                                                     tmp_path, monkeypatch):
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert ray.get(_storage_env.remote()) == {}  # a worker without the work's runtime_env has no endpoint or keys
+
+    local = Dataset(tmp_path / "local")
+    run_stage(IngestStage(videos=corpus), local, progress=False)
+    run_stage(SplitStage(), local, progress=False)
+
+    videos, data = upload(corpus, f"{bucket}/videos"), f"{bucket}/ds"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint travels as a storage option, the keys as AWS_*
+    monkeypatch.setenv(storage.OPTIONS_ENV, json.dumps({"endpoint_url": s3_endpoint}))
+    remote = Dataset(data)
+    ingest = run_stage(IngestStage(videos=storage.location(videos)), remote, progress=False, options=RAY)
+    split = run_stage(SplitStage(), remote, progress=False, options=RAY)
+
+    assert ingest.n_failed == 0 and split.n_failed == 0
+    assert len(split.nodes) == 2, dict(split.nodes)
+    assert _tables(remote, [(f"{videos}/", "<videos>/")]) == _tables(local, [(f"{corpus}/", "<videos>/")])
+    assert remote.counts()["segments"] == local.counts()["segments"] > 0
+    assert {r["uri"].split("/", 3)[2] for r in remote.rows("videos")} == {bucket[len("s3://"):]}
