@@ -9,6 +9,7 @@ with grad_accum=N*k.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import math
 import random
@@ -165,6 +166,11 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         say(f"saved {out}; padding {100 * summary['padding_fraction']:.1f}%; dropped {dict(dropped) or 'none'}")
     if world > 1:
+        # DDP holds the process group: let go of it first, or gloo's threads can outlive the interpreter and abort
+        accelerator.wait_for_everyone()
+        del model, optim, sched, params
+        accelerator.free_memory()
+        gc.collect()
         accelerator.end_training()
     return summary
 

@@ -38,7 +38,8 @@ def _model(path, impl):
 
 def test_labelled_logits_give_the_full_computations_loss_and_gradients(rows, tiny_model):
     lm = load_model(tiny_model, device="cpu")
-    items = _encoded(rows, lm.processor)
+    # timestamp answers: a few tokens after a long video prompt (box-list answers can be as long as the prompt)
+    items = _encoded([r for r in rows if r["task"] == "temporal_grounding"], lm.processor)
     batch = Collate(lm.processor.tokenizer.pad_token_id)(items)
     inputs, n = batch["inputs"], batch["stats"]["label_tokens"]
     model = lm.model.train()
