@@ -254,7 +254,12 @@ def cmd_compact(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return status
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:  # every write is atomic and every stage skips what is done
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -293,6 +298,8 @@ def _main(argv: list[str] | None) -> int:
     except (ValueError, FileNotFoundError, VideoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        raise
     except OSError as e:
         print(os_error_line(args.cmd, e), file=sys.stderr)
         return EXIT_SYSTEM

@@ -20,6 +20,9 @@ class _Console(Console):
     def size(self, new_size) -> None:
         Console.size.fset(self, new_size)
 
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # the command's own handler ends quietly with status 0 (rich would exit 1)
+
 
 console = _Console()
 

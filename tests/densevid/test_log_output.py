@@ -44,3 +44,16 @@ def _failures(data):
     from curation.store import Dataset
 
     return Dataset(data).rows("failures")
+
+
+def test_sql_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`densevid sql ... | head -1`: the reader goes away; no 'Broken pipe' line, no 'Exception ignored'."""
+    data = tmp_path / "d"
+    subprocess.run([sys.executable, "-m", "densevid.cli", "ingest", "--videos", str(_broken_videos(tmp_path)),
+                    "--data", str(data)], stdin=subprocess.DEVNULL, capture_output=True)
+    sql = subprocess.Popen([sys.executable, "-m", "densevid.cli", "sql", "--data", str(data),
+                            "SELECT range AS n FROM range(200000)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sql.stdout.readline()
+    sql.stdout.close()  # as `head -1` does
+    err = sql.stderr.read().decode()
+    assert sql.wait(timeout=120) == 0 and err == "", err
