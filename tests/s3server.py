@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+VOLATILE = {"created_at", "finished_at", "resolved_at"}  # when a run happened, not what it wrote
 ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -54,3 +55,22 @@ def upload(folder: Path, url: str) -> str:
         if p.is_file():
             fs.put_file(str(p), f"{inner}/{p.relative_to(folder).as_posix()}")
     return url
+
+
+def comparable_tables(ds, *roots: tuple[str, str]) -> dict[str, list[str]]:
+    """Every table's rows as sorted reprs, each ``(root, name)`` of ``roots`` written as its name and the
+    VOLATILE columns left out: what a run on a bucket and the same run on disk must share."""
+    from curation.store import TABLES
+
+    def plain(v):
+        if isinstance(v, str):
+            for root, name in roots:
+                v = v.replace(str(root), name)
+        elif isinstance(v, list):
+            v = [plain(x) for x in v]
+        elif isinstance(v, dict):
+            v = {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {t: sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in ds.rows(t))
+            for t in TABLES}

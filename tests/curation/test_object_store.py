@@ -4,8 +4,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+from s3server import bucket, comparable_tables, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 from curation import storage
 from curation.executors import run_stage
@@ -13,7 +12,6 @@ from curation.quality import DedupStage, QualityStage
 from curation.stages import IngestStage, SplitStage
 from curation.store import COMPACTION_JOURNAL, TABLES, Dataset
 
-VOLATILE = {"created_at", "finished_at", "resolved_at"}
 
 
 def _failure(i, stage="x"):
@@ -100,19 +98,6 @@ def test_catalog_over_the_bucket_has_every_view(bucket):
     assert "signature" in [d[0] for d in con.execute("SELECT * FROM segments").description]
 
 
-def _plain(rows, *roots):
-    def plain(v):
-        if isinstance(v, str):
-            for root, name in roots:
-                v = v.replace(root, name)
-            return v
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        return v
-
-    return sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in rows)
-
-
 def _curate(videos, data):
     ds = Dataset(data)
     for stage in (IngestStage(videos=storage.location(videos)), SplitStage(), QualityStage(), DedupStage()):
@@ -125,9 +110,9 @@ def test_videos_and_dataset_on_a_bucket_give_the_local_tables(corpus, bucket, tm
     local = _curate(corpus, tmp_path / "ds")
     upload(corpus, f"{bucket}/videos")
     remote = _curate(f"{bucket}/videos", f"{bucket}/ds")
-    roots = lambda ds, videos: ((str(videos), "<videos>"), (str(ds.root), "<data>"))  # noqa: E731
+    got = comparable_tables(remote, (f"{bucket}/videos", "<videos>"), (str(remote.root), "<data>"))
+    want = comparable_tables(local, (str(corpus), "<videos>"), (str(local.root), "<data>"))
     for table in TABLES:
-        assert _plain(remote.rows(table), *roots(remote, f"{bucket}/videos")) == \
-            _plain(local.rows(table), *roots(local, corpus)), table
+        assert got[table] == want[table], table
     assert remote.rows("videos")[0]["uri"].startswith(f"{bucket}/videos/")
     assert not [o for o in _objects(f"{bucket}/ds") if o.rsplit("/", 1)[-1].startswith(".")]  # no temporaries

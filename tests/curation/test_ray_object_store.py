@@ -7,15 +7,14 @@ import os
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+from s3server import bucket, comparable_tables, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 from curation import storage
 from curation.executors import RunOptions, run_stage
 from curation.stages import IngestStage, SplitStage
-from curation.store import TABLES, Dataset
+from curation.store import Dataset
 
 RAY = RunOptions(executor="ray", write_rows=1000, write_every_s=30.0)
-VOLATILE = {"created_at", "finished_at", "resolved_at"}
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,6 @@ def _storage_env():
     return {k: os.environ.get(k) for k in storage.WORKER_ENV if os.environ.get(k)}
 
 
-def _tables(ds, roots):
-    def plain(v):
-        if isinstance(v, str):
-            for root, name in roots:
-                v = v.replace(str(root), name)
-        elif isinstance(v, list):
-            v = [plain(x) for x in v]
-        elif isinstance(v, dict):
-            v = {k: plain(x) for k, x in v.items()}
-        return v
-
-    return {t: sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in ds.rows(t))
-            for t in TABLES}
-
-
 def test_ingest_and_split_on_two_nodes_from_a_bucket_equal_a_local_run(bare_nodes, corpus, bucket, s3_endpoint,
                                                                      tmp_path, monkeypatch):
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
@@ -72,6 +56,7 @@ def test_ingest_and_split_on_two_nodes_from_a_bucket_equal_a_local_run(bare_node
 
     assert ingest.n_failed == 0 and split.n_failed == 0
     assert len(split.nodes) == 2, dict(split.nodes)
-    assert _tables(remote, [(f"{videos}/", "<videos>/")]) == _tables(local, [(f"{corpus}/", "<videos>/")])
+    assert comparable_tables(remote, (f"{videos}/", "<videos>/")) == \
+        comparable_tables(local, (f"{corpus}/", "<videos>/"))
     assert remote.counts()["segments"] == local.counts()["segments"] > 0
     assert {r["uri"].split("/", 3)[2] for r in remote.rows("videos")} == {bucket[len("s3://"):]}

@@ -11,33 +11,19 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from s3server import bucket, s3_endpoint, upload  # noqa: F401  (fixtures)
+from s3server import bucket, comparable_tables, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 from curation import storage
 from curation.executors import run_stage
 from curation.stages import IngestStage
-from curation.store import TABLES, Dataset
+from curation.store import Dataset
 from densevid.cli import main
 from densevid.pipeline import run_pipeline
 
-VOLATILE = {"created_at", "finished_at", "resolved_at"}
 
 
 def _plain(ds, videos):
-    roots = ((str(ds.root), "<data>"), (str(videos), "<videos>"))
-
-    def plain(v):
-        if isinstance(v, str):
-            for root, name in roots:
-                v = v.replace(root, name)
-        elif isinstance(v, list):
-            v = [plain(x) for x in v]
-        elif isinstance(v, dict):
-            v = {k: plain(x) for k, x in v.items()}
-        return v
-
-    return {t: sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in ds.rows(t))
-            for t in TABLES}
+    return comparable_tables(ds, (str(ds.root), "<data>"), (str(videos), "<videos>"))
 
 
 def test_run_on_a_bucket_gives_the_local_tables_and_sql_mix_export_read_it(built_dataset, corpus, bucket, tmp_path,
