@@ -262,11 +262,16 @@ def colour_keys(colours: np.ndarray) -> set[tuple]:
             for row in (means + offset) // KEY_STEP}
 
 
+def stored_samples(raw: bytes) -> np.ndarray:
+    """(n, len(SCALES), GRID, GRID, 3) uint8: the samples of a whole stored signature, as stored (no copy)."""
+    _, n, _ = _HEADER.unpack_from(raw)
+    body = np.frombuffer(raw, np.uint8, n * len(SCALES) * CELLS * 3, _HEADER.size)
+    return body.reshape(n, len(SCALES), GRID, GRID, 3)
+
+
 def signature_keys(raw: bytes) -> set[tuple]:
     """``colour_keys`` of a whole stored signature, read from its uncropped layouts alone."""
-    _, n, _ = _HEADER.unpack_from(raw)
-    samples = np.frombuffer(raw, np.uint8, n * len(SCALES) * CELLS * 3, _HEADER.size)
-    return colour_keys(normalized(samples.reshape(n, len(SCALES), CELLS, 3)[:, 0]))
+    return colour_keys(normalized(stored_samples(raw)[:, 0]))
 
 
 @dataclass
@@ -294,10 +299,8 @@ class Signature:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Signature":
-        magic, n, n_bins = _HEADER.unpack_from(raw)
-        body = np.frombuffer(raw, np.uint8, n * len(SCALES) * CELLS * 3, _HEADER.size)
-        samples = body.reshape(n, len(SCALES), GRID, GRID, 3)
-        bins = np.frombuffer(raw, np.float16, n_bins, _HEADER.size + body.size).astype(np.float32)
+        samples, n_bins = stored_samples(raw), _HEADER.unpack_from(raw)[2]
+        bins = np.frombuffer(raw, np.float16, n_bins, _HEADER.size + samples.size).astype(np.float32)
         return cls([Layouts.from_array(samples[:, k]) for k in range(len(SCALES))], bins)
 
     @cached_property
