@@ -12,7 +12,6 @@ and counts the server's requests per video (ingest + split) and per table write.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -24,24 +23,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-class Requests(logging.Handler):
-    """Counts the server's requests: werkzeug logs one line per request."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def emit(self, record):
-        self.n += 1
-
-
-def start_server(counter: Requests) -> str:
+def start_server() -> str:
     from moto.server import ThreadedMotoServer
+    from s3server import quiet_server_log
 
-    log = logging.getLogger("werkzeug")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    log.addHandler(counter)
+    quiet_server_log()  # counted_requests listens while it counts
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -96,11 +82,10 @@ def main() -> None:
 
     from curation import storage
     from curation.store import Dataset
-    from s3server import upload
+    from s3server import counted_requests, upload
     from synth.videos import make_corpus
 
-    counter = Requests()
-    start_server(counter)
+    start_server()
     tmp = Path(tempfile.mkdtemp(prefix="densevid-bench-s3-"))
     corpus = [("cinematic", f"v{i}", args.seconds, max(2, int(args.seconds // 8)), 1) for i in range(args.videos)]
     make_corpus(tmp / "videos", corpus, fps=24.0, size=(320, 240))
@@ -110,9 +95,8 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in (tmp / "videos").rglob("*.mp4")) / 1e6
 
     local_split = split(tmp / "videos", tmp / "ds")
-    before = counter.n
-    remote_split = split("s3://bench/videos", "s3://bench/ds")
-    split_requests = counter.n - before
+    with counted_requests() as split_requests:
+        remote_split = split("s3://bench/videos", "s3://bench/ds")
     local_io = caption_io(tmp / "ds")
     storage.video_cache().clear()
     _FPS.clear()
@@ -122,20 +106,37 @@ def main() -> None:
     ds = Dataset("s3://bench/ds")
     row = dict(stage="bench", item_id="x", error_type="E", message="m", raw="", created_at=0.0)
     ds.write("failures", [row])  # the listing and key cache are warm, as in a running stage
-    before = counter.n
-    ds.write("failures", [dict(row, item_id="y")])
-    write_requests = counter.n - before
-    before = counter.n
-    ds.sql("SELECT count(*) FROM segments")
-    sql_requests = counter.n - before
+    with counted_requests() as write_requests:
+        ds.write("failures", [dict(row, item_id="y")])
+    with counted_requests() as fresh_write_requests:  # a new process reads the keys of each stored file
+        Dataset("s3://bench/ds").write("failures", [dict(row, item_id="z")])
+    with counted_requests() as sql_requests:
+        ds.sql("SELECT count(*) FROM segments")
 
     n_seg = ds.read("segments", ["segment_id"]).num_rows
     print(f"{args.videos} videos x {args.seconds:g} s (320x240, {mb:.1f} MB), {n_seg} segments")
     print(f"ingest + split   local {local_split:6.2f} s   bucket {remote_split:6.2f} s   ratio {remote_split / local_split:.2f}")
     print(f"caption I/O      local {local_io:6.2f} s   bucket cold {cold_io:6.2f} s (ratio {cold_io / local_io:.2f})"
           f"   warm {warm_io:6.2f} s (ratio {warm_io / local_io:.2f})")
-    print(f"requests: {split_requests / args.videos:.1f} per video (ingest + split), {write_requests} per table write, "
-          f"{sql_requests} per sql over all tables")
+    print(f"requests: {len(split_requests) / args.videos:.1f} per video (ingest + split), {len(write_requests)} per "
+          f"table write ({', '.join(write_requests)}), {len(fresh_write_requests)} for the first write of a new "
+          f"process to a table of {len(fresh_write_requests) - len(write_requests)} files, "
+          f"{len(sql_requests)} per sql over all tables")
+    print("ingest + split requests by kind: " + ", ".join(f"{kind} {n}" for kind, n in _kinds(split_requests)))
+
+
+def _kinds(requests: list[str]) -> list[tuple[str, int]]:
+    """Requests by method and the last part of the key (``GET _compaction.epoch``, ``LIST``, ``PUT *.parquet``)."""
+    from collections import Counter
+
+    def kind(r: str) -> str:
+        method, _, key = r.partition(" ")
+        name = key.rstrip("/").rsplit("/", 1)[-1]
+        if method == "LIST":
+            return "LIST"
+        return f"{method} {name if name.startswith('_') else '*' + Path(name).suffix}"
+
+    return Counter(kind(r) for r in requests).most_common()
 
 
 if __name__ == "__main__":

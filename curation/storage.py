@@ -150,6 +150,15 @@ def _impatient(url: str):
     return fs, fs._strip_protocol(url)
 
 
+def read_object(url) -> bytes:
+    """An object's bytes in one GET (a missing one raises FileNotFoundError). s3fs would first ask for the
+    size, to read a large object in parallel: a HEAD, and on a missing key a LIST as well."""
+    fs, inner = filesystem(str(url))
+    if hasattr(fs, "max_concurrency"):  # s3fs
+        return fs.cat_file(inner, max_concurrency=1)
+    return fs.cat_file(inner)
+
+
 def put_file(local: str | Path, dst) -> None:
     """Upload a finished local file as ``dst`` in one PUT (or one multipart upload): the object appears whole
     when the upload completes, and not at all when it fails."""

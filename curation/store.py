@@ -375,11 +375,16 @@ def _names(d) -> list[str]:
     """File names in a folder or under a bucket prefix (one LIST request)."""
     if not storage.is_url(str(d)):
         return [p.name for p in d.iterdir()] if d.is_dir() else []
+    return list(_listing(d))
+
+
+def _listing(d) -> dict[str, int]:
+    """Name -> size of the objects under a bucket prefix, from one LIST request."""
     fs, inner = storage.filesystem(str(d))
     try:
-        return [name.rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False)]
+        return {e["name"].rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in fs.ls(inner, detail=True)}
     except FileNotFoundError:
-        return []
+        return {}
 
 
 def _parquet_files(d) -> list:
@@ -388,12 +393,22 @@ def _parquet_files(d) -> list:
     return [d / n for n in _names(d) if n.endswith(".parquet")]
 
 
-def read_parquet(path, **kwargs) -> pa.Table:
-    """One Parquet file, local or on object storage."""
+SMALL_OBJECT = 4 << 20  # bytes an object may have to be read whole in one GET
+
+
+def read_parquet(path, size: int | None = None, **kwargs) -> pa.Table:
+    """One Parquet file, local or on object storage. An object listed with at most SMALL_OBJECT bytes is read
+    whole in one GET, which costs less than the HEADs and range reads of reading its columns in place."""
     if not storage.is_url(str(path)):
         return pq.read_table(path, **kwargs)
+    if size is not None and size <= SMALL_OBJECT:
+        return pq.read_table(pa.BufferReader(storage.read_object(path)), **kwargs)
     fs, inner = storage.filesystem(str(path))
     return pq.read_table(inner, filesystem=fs, **kwargs)
+
+
+def _table_keys(t: pa.Table, cols: list[str]) -> set[tuple]:
+    return set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
 
 
 def _read_schema(path) -> pa.Schema:
@@ -436,14 +451,22 @@ def _write_empty(schema: pa.Schema, path: Path) -> None:
         pq.ParquetWriter(tmp, schema).close()
 
 
+def _read_text(path) -> str:
+    """A small file's text; on object storage one GET."""
+    if storage.is_url(str(path)):
+        return storage.read_object(path).decode()
+    return Path(path).read_text()
+
+
 def _epoch(d: Path) -> str:
     try:
-        if storage.is_url(str(d)):  # one GET
-            fs, inner = storage.filesystem(str(d / COMPACTION_EPOCH))
-            return fs.cat_file(inner).decode()
-        return (d / COMPACTION_EPOCH).read_text()
+        return _read_text(d / COMPACTION_EPOCH)
     except FileNotFoundError:
         return ""
+
+
+def _new_epoch(d: Path) -> None:
+    atomic_write_text(d / COMPACTION_EPOCH, f"{time.time_ns()}-{os.getpid()}")
 
 
 class Dataset:
@@ -458,6 +481,7 @@ class Dataset:
             self.root = Path(root).expanduser().resolve()
             self.root.mkdir(parents=True, exist_ok=True)
         self._key_cache: dict[tuple, set[tuple]] = {}
+        self._sizes: dict[str, int] = {}  # object sizes from the last listing of each table
 
     @staticmethod
     def exists(root, table: str = "videos") -> bool:
@@ -490,16 +514,22 @@ class Dataset:
                 return listed
 
     def _remote_files(self, d) -> list:
-        """``files`` in three requests (epoch, one LIST that also shows a journal, epoch again)."""
+        """``files`` in three requests (epoch, one LIST that also shows a journal and gives the sizes, epoch
+        again)."""
         while True:
             epoch = _epoch(d)
-            names = _names(d)
-            if COMPACTION_JOURNAL in names:
+            listed = _listing(d)
+            if COMPACTION_JOURNAL in listed:
                 self._finish_compaction(d)
                 continue
             if _epoch(d) == epoch:
-                return sorted(d / n for n in names
-                              if n.endswith(".parquet") and not n.startswith(".") and n != EMPTY_PART)
+                files = sorted(d / n for n in listed
+                               if n.endswith(".parquet") and not n.startswith(".") and n != EMPTY_PART)
+                self._sizes.update((str(f), listed[f.name]) for f in files)
+                return files
+
+    def _read_file(self, f, **kwargs) -> pa.Table:
+        return read_parquet(f, size=self._sizes.get(str(f)), **kwargs)
 
     def compact(self, table: str) -> tuple[int, int]:
         """Rewrite a table's files as one file; returns (files before, files after).
@@ -524,9 +554,12 @@ class Dataset:
         new = d / ("compact-" + stable_id(*(f.name for f in old)) + ".parquet")
         pending = d / f".{new.name}.pending"
         # exactly the files the swap removes: one that another shard writes meanwhile stays beside it
-        atomic_write_parquet(pa.concat_tables([read_parquet(f, schema=SCHEMAS[table]) for f in old]), pending)
+        atomic_write_parquet(pa.concat_tables([self._read_file(f, schema=SCHEMAS[table]) for f in old]), pending)
         journal = {"new": new.name, "pending": pending.name, "old": [f.name for f in old]}
         atomic_write_text(d / COMPACTION_JOURNAL, json.dumps(journal))
+        # the epoch changes when the swap starts as well as when it ends: a listing that overlapped any of it
+        # reads two epochs, even where a LIST is no snapshot and missed the journal
+        _new_epoch(d)
         self._finish_compaction(d)
         return len(old), 1
 
@@ -535,7 +568,7 @@ class Dataset:
         """Idempotent, safe to run from several processes at once."""
         journal_path = d / COMPACTION_JOURNAL
         try:
-            journal = json.loads(journal_path.read_text())
+            journal = json.loads(_read_text(journal_path))
         except FileNotFoundError:
             return  # someone else finished it
         try:
@@ -546,7 +579,7 @@ class Dataset:
             for name in journal["old"]:
                 if name != journal["new"]:
                     _unlink(d / name)
-        atomic_write_text(d / COMPACTION_EPOCH, f"{time.time_ns()}-{os.getpid()}")  # before the journal goes
+        _new_epoch(d)  # before the journal goes
         _unlink(journal_path)
 
     def write(self, table: str, rows: list[dict]) -> Path | None:
@@ -569,6 +602,7 @@ class Dataset:
         name = "part-" + stable_id(*sorted("|".join(map(str, k)) for k in seen)) + ".parquet"
         path = self.table_dir(table) / name
         atomic_write_parquet(arrow, path)
+        self._key_cache[self._stamp(path)] = _table_keys(arrow, list(key_cols))  # never read back
         return path
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
@@ -578,7 +612,7 @@ class Dataset:
             if not files:
                 return schema.empty_table() if columns is None else schema.empty_table().select(columns)
             try:
-                return pa.concat_tables([read_parquet(f, columns=columns, schema=schema) for f in files])
+                return pa.concat_tables([self._read_file(f, columns=columns, schema=schema) for f in files])
             except FileNotFoundError:  # compacted away since listed: the merged file holds the same rows
                 continue
 
@@ -597,13 +631,15 @@ class Dataset:
         cols = list(KEYS[table])
         out: set[tuple] = set()
         for f in self.files(table):
-            # an object is never rewritten with other keys (its name is a hash of them): the name is enough
-            stamp = (str(f),) if self.remote else (str(f), f.stat().st_mtime_ns)
+            stamp = self._stamp(f)
             if stamp not in self._key_cache:
-                t = read_parquet(f, columns=cols)
-                self._key_cache[stamp] = set(zip(*(t.column(c).to_pylist() for c in cols))) if t.num_rows else set()
+                self._key_cache[stamp] = _table_keys(self._read_file(f, columns=cols), cols)
             out |= self._key_cache[stamp]
         return out
+
+    def _stamp(self, f) -> tuple:
+        # an object is never rewritten with other keys (its name is a hash of them): the name is enough
+        return (str(f),) if self.remote else (str(f), f.stat().st_mtime_ns)
 
     def fail(self, stage: str, item_id: str, error: BaseException | str, raw: str = "") -> dict:
         """Record a failure row; returns it so callers can count and log it."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -18,7 +21,7 @@ def s3_endpoint():
     """The server's URL; the AWS variables point every client (and subprocess) at it while the session runs."""
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request
+    quiet_server_log()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -74,3 +77,52 @@ def comparable_tables(ds, *roots: tuple[str, str]) -> dict[str, list[str]]:
 
     return {t: sorted(repr({k: plain(v) for k, v in sorted(r.items()) if k not in VOLATILE}) for r in ds.rows(t))
             for t in TABLES}
+
+
+def quiet_server_log() -> None:
+    """No line per request on stderr (werkzeug adds its own handler to a logger that has none)."""
+    log = logging.getLogger("werkzeug")
+    log.setLevel(logging.ERROR)
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+
+
+class RequestLog(logging.Handler):
+    """The server's requests, as werkzeug logs them (one line each, before the response is sent), in the form
+    ``described`` gives them."""
+
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.requests: list[str] = []
+
+    def emit(self, record):
+        m = re.search(r"(GET|PUT|POST|HEAD|DELETE) (/\S*) HTTP/", record.getMessage())  # colours around it
+        if m:
+            self.requests.append(described(m.group(1), m.group(2)))
+
+
+def described(method: str, target: str) -> str:
+    """``GET bucket/key``, ``LIST bucket/prefix/`` for a listing, ``<method> bucket/key`` otherwise."""
+    url = urlsplit(target)
+    path = unquote(url.path).lstrip("/")
+    query = parse_qs(url.query)
+    if method == "GET" and "list-type" in query:
+        return f"LIST {path}/{query.get('prefix', [''])[0]}"
+    return f"{method} {path}"
+
+
+@contextlib.contextmanager
+def counted_requests():
+    """The list of requests the server answers while the block runs (the server logs nothing otherwise)."""
+    log = logging.getLogger("werkzeug")
+    handler = RequestLog()
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield handler.requests
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate

@@ -4,13 +4,13 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from s3server import bucket, comparable_tables, s3_endpoint, upload  # noqa: F401  (fixtures)
+from s3server import bucket, comparable_tables, counted_requests, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 from curation import storage
 from curation.executors import run_stage
 from curation.quality import DedupStage, QualityStage
 from curation.stages import IngestStage, SplitStage
-from curation.store import COMPACTION_JOURNAL, TABLES, Dataset
+from curation.store import COMPACTION_JOURNAL, TABLES, Dataset, _epoch
 
 
 
@@ -34,6 +34,24 @@ def test_table_writes_are_whole_objects_with_deterministic_keys_and_reruns_skip(
     assert other.write("failures", [_failure(i) for i in range(3)]).name == first.name  # keys name the file
 
 
+def test_a_table_write_costs_four_requests_and_each_file_another_process_wrote_one_more(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    first = ds.write("failures", [_failure(0)])
+    table = f"{bucket[5:]}/ds/failures"
+    listing = [f"GET {table}/_compaction.epoch", f"LIST {table}/", f"GET {table}/_compaction.epoch"]
+    with counted_requests() as requests:
+        second = ds.write("failures", [_failure(1)])  # the keys of the file it wrote are known without a read
+    assert requests == [*listing, f"PUT {table}/{second.name}"]
+    with counted_requests() as requests:
+        assert ds.write("failures", [_failure(0), _failure(1)]) is None  # a rerun: nothing to put
+    assert requests == listing
+    with counted_requests() as requests:
+        third = Dataset(f"{bucket}/ds").write("failures", [_failure(2)])  # a new process reads each file once
+    reads = sorted(f"GET {table}/{f.name}" for f in (first, second))  # in the listing's order
+    assert requests == [*listing, *reads, f"PUT {table}/{third.name}"]
+    assert sorted(r["item_id"] for r in Dataset(f"{bucket}/ds").rows("failures")) == ["i0", "i1", "i2"]
+
+
 def test_compaction_on_a_bucket_swaps_without_rename_and_keeps_a_concurrent_write(bucket, monkeypatch):
     ds = Dataset(f"{bucket}/ds")
     for i in range(4):
@@ -54,6 +72,25 @@ def test_compaction_on_a_bucket_swaps_without_rename_and_keeps_a_concurrent_writ
     assert len(names) == 2 and any(n.startswith("compact-") for n in names)
     assert sorted(r["item_id"] for r in ds.rows("failures")) == ["i0", "i1", "i2", "i3", "i9"]
     assert not [o for o in _objects(f"{bucket}/ds") if ".pending" in o or "_compaction.json" in o or ".compacting" in o]
+
+
+def test_a_swap_rewrites_the_epoch_before_it_moves_any_file_and_again_when_done(bucket, monkeypatch):
+    ds = Dataset(f"{bucket}/ds")
+    for i in range(3):
+        ds.write("failures", [_failure(i)])
+    d = ds.table_dir("failures")
+    before, started = _epoch(d), []
+    finish = Dataset._finish_compaction
+
+    def finish_after_looking(d):  # a listing that overlaps the swap from here on reads two epochs
+        started.append((_epoch(d), sorted(_objects(str(d)))))
+        finish(d)
+
+    monkeypatch.setattr(Dataset, "_finish_compaction", staticmethod(finish_after_looking))
+    assert ds.compact("failures") == (3, 1)
+    (at_start, objects), = started
+    assert at_start not in ("", before) and _epoch(d) not in ("", at_start)
+    assert len([o for o in objects if o.startswith("part-")]) == 3  # nothing was moved yet
 
 
 def test_a_compaction_killed_after_its_journal_is_finished_by_the_next_reader(bucket):
