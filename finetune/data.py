@@ -89,13 +89,12 @@ def estimate_length(row: dict, max_frames: int = 0, target_fps: float = 2.0, pro
 
 @functools.lru_cache(maxsize=65536)
 def frame_size(uri: str) -> tuple[int, int] | None:
-    """(height, width) of a video's frames as decoded, from the stream header; None if unreadable."""
-    import av
-
-    from curation.video import rotation_of
+    """(height, width) of a video's frames as decoded, from the stream header; None if unreadable. A video
+    on a bucket is read by range requests (``av.open`` alone knows no ``s3://``)."""
+    from curation.video import av_open, rotation_of
 
     try:
-        with av.open(uri) as container:
+        with av_open(uri) as container:
             ctx = container.streams.video[0].codec_context
             h, w = ctx.height, ctx.width
         return (w, h) if rotation_of(uri) in (90, 270) else (h, w)
