@@ -112,16 +112,21 @@ def histogram_chart(bins: list[dict], title: str, fmt: str = ".1f") -> str:
 # --- frames and boxes ---------------------------------------------------------------------------------------
 
 
+def box_div(b: dict) -> str:
+    """A box over its frame; corners the model wrote swapped (the gate rejects those) are drawn where they are."""
+    x1, x2 = sorted((_grid(b["x1"]), _grid(b["x2"])))
+    y1, y2 = sorted((_grid(b["y1"]), _grid(b["y2"])))
+    return (f'<div class="box" data-t-s="{n(b["t_s"], ".3f")}" style="left:{x1}%;top:{y1}%;'
+            f'width:{x2 - x1:.1f}%;height:{y2 - y1:.1f}%"></div>')
+
+
 def frame_figure(thumbs: Thumbs | None, video_id: str, frame: int, t_s: float, aspect: str, root: str,
                  caption: str | None = None, boxes: list[dict] = (), lazy: bool = False) -> str:
     load = ' loading="lazy"' if lazy else ""
     img = (f'<img{load} src="{root}{e(thumbs.rel(video_id, frame))}" alt="frame {int(frame)}">'
            if thumbs is not None and thumbs.enabled else
            f'<div class="nothumb">frame {int(frame)}</div>')
-    drawn = "".join(
-        f'<div class="box" data-t-s="{n(b["t_s"], ".3f")}" style="left:{_grid(b["x1"])}%;top:{_grid(b["y1"])}%;'
-        f'width:{_grid(b["x2"]) - _grid(b["x1"]):.1f}%;height:{_grid(b["y2"]) - _grid(b["y1"]):.1f}%"></div>'
-        for b in boxes)
+    drawn = "".join(box_div(b) for b in boxes)
     cap = caption if caption is not None else f"{n(t_s, '.2f')} s · frame {int(frame)}"
     return (f'<figure data-frame="{int(frame)}"><div class="frame" style="--aspect:{aspect}">{img}{drawn}</div>'
             f"<figcaption>{e(cap)}</figcaption></figure>")

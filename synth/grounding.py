@@ -86,16 +86,28 @@ class GroundStage(SegmentModelStage):
         return grounding_schema(seg["start_s"], seg["end_s"])
 
     def to_rows(self, seg: dict, parsed: dict, raw: str, frames_used: list[int]) -> list[dict]:
-        rows = []
-        for k, rec in enumerate(parsed["entities"]):
-            boxes = validate_record(rec, seg["start_s"], seg["end_s"])
-            rows.append(dict(
-                record_id=stable_id("model", self.model_name, seg["segment_id"], k, rec["phrase"], rec["start_s"]),
-                video_id=seg["video_id"], segment_id=seg["segment_id"], phrase=rec["phrase"].strip(),
-                action=rec["action"].strip(), start_s=float(rec["start_s"]), end_s=float(rec["end_s"]), boxes=boxes,
-                source="model", model=self.model_name, code_version=CODE_VERSION,
-            ))
-        return rows
+        """Each record as the model wrote it: a span or box out of order is the gate's to reject, with its
+        reason (``synth.verify.form_problems``), never a reason to lose the segment's other records."""
+        return [dict(
+            record_id=stable_id("model", self.model_name, seg["segment_id"], k, rec["phrase"], rec["start_s"]),
+            video_id=seg["video_id"], segment_id=seg["segment_id"], phrase=rec["phrase"].strip(),
+            action=rec["action"].strip(), start_s=float(rec["start_s"]), end_s=float(rec["end_s"]),
+            boxes=model_boxes(rec["boxes"]), source="model", model=self.model_name, code_version=CODE_VERSION,
+        ) for k, rec in enumerate(parsed["entities"])]
+
+    def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
+        """A record without a phrase names nothing to check: it is counted, not written."""
+        rows = super().process(batch, ds, stats)
+        kept = [r for r in rows if r["phrase"]]
+        stats.add("records", len(kept))
+        stats.add("records_without_phrase", len(rows) - len(kept))
+        return kept
+
+
+def model_boxes(boxes: list[dict]) -> list[dict]:
+    """The schema's ``{t_s, bbox_2d}`` as table rows, in the model's order and unchecked (the gate checks)."""
+    return [dict(t_s=float(b["t_s"]), x1=int(b["bbox_2d"][0]), y1=int(b["bbox_2d"][1]), x2=int(b["bbox_2d"][2]),
+                 y2=int(b["bbox_2d"][3])) for b in boxes]
 
 
 class GroundTruthStage(Stage):

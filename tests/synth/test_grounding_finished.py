@@ -60,3 +60,49 @@ def test_segments_with_nothing_found_are_finished_and_skipped_on_rerun(corpus, t
     assert ds.finished("ground", stage.variant) == set(segments[1:])
     again = run_stage(stage, ds, progress=False)
     assert again.counts["skipped_done"] == len(segments) and again.counts["items"] == 0
+
+
+@dataclass
+class MistakesGroundStage(GroundStage):
+    """One segment's answer holding a good record and the model's usual mistakes, verbatim."""
+
+    found: str = ""
+
+    def _generate(self, prepared: list[dict], decoding) -> list[Generated]:
+        return [Generated(json.dumps({"entities": self._entities(p["seg"]) if p["seg"]["segment_id"] == self.found
+                                      else []})) for p in prepared]
+
+    def _entities(self, seg: dict) -> list[dict]:
+        s, e = seg["start_s"], seg["end_s"]
+        box = dict(t_s=s, bbox_2d=[100, 100, 300, 300])
+        return [dict(phrase="the red square", action="move up", start_s=s, end_s=e, boxes=[box]),
+                dict(phrase="the blue circle", action="move up", start_s=e, end_s=s, boxes=[box]),
+                dict(phrase="the green square", action="move up", start_s=s, end_s=e,
+                     boxes=[dict(t_s=s, bbox_2d=[300, 100, 100, 300])]),
+                dict(phrase="  ", action="move up", start_s=s, end_s=e, boxes=[box])]
+
+
+def test_a_record_with_swapped_corners_or_a_reversed_span_reaches_the_gate_and_keeps_its_neighbours(
+        corpus, tiny_model, tmp_path):
+    from synth.verify import VerifyStage
+
+    ds = Dataset(tmp_path / "d")
+    run_stage(IngestStage(videos=corpus), ds, progress=False)
+    run_stage(SplitStage(), ds, progress=False)
+    seg = sorted(_values(ds.read("segments", ["segment_id"]), "segment_id"))[0]
+    frames = FramePolicy(max_frames=4)
+    stats = run_stage(MistakesGroundStage(model_id=str(tiny_model), frames=frames, found=seg), ds, progress=False)
+    assert stats.n_failed == 0 and stats.counts["retries"] == 0
+    assert (stats.counts["records"], stats.counts["records_without_phrase"]) == (3, 1)
+    rows = {r["phrase"]: r for r in ds.rows("grounding")}
+    assert sorted(rows) == ["the blue circle", "the green square", "the red square"]
+    assert [(b["x1"], b["x2"]) for b in rows["the green square"]["boxes"]] == [(300, 100)]  # as written
+
+    run_stage(VerifyStage(model_id=str(tiny_model), frames=frames), ds, progress=False)
+    verdicts = {r["record_id"]: r for r in ds.rows("verdicts")}
+    form = {p: verdicts[r["record_id"]]["form_ok"] for p, r in rows.items()}
+    assert form == {"the red square": True, "the blue circle": False, "the green square": False}
+    reasons = {p: verdicts[r["record_id"]]["reasons"] for p, r in rows.items()}
+    assert any("is not an ordered span inside its segment" in x for x in reasons["the blue circle"])
+    assert any(x.startswith("form: box 0 [300, 100, 100, 300] is not 0 <= x1 < x2") for x in reasons["the green square"])
+    assert not verdicts[rows["the blue circle"]["record_id"]]["passed"]
