@@ -1,15 +1,19 @@
 """Domain labels per video: a manifest first, then rules, then the folder; anything else is unlabeled.
 
 A manifest is CSV, JSONL or Parquet with a ``uri`` column and any of ``domain``, ``source``, ``license``.
-A ``uri`` may be absolute, relative to the videos root, or a bare file name.
+A ``uri`` may be absolute, relative to the videos root, or a bare file name. The manifest itself may be on
+object storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from curation import storage
 from curation.storage import is_url
 
 UNLABELED = "unlabeled"
@@ -19,28 +23,44 @@ MANIFEST_COLUMNS = ("uri", "domain", "source", "license")
 
 
 def load_manifest(path: str | Path) -> dict[str, dict]:
-    """uri -> {domain, source, license}; DuckDB reads all three formats."""
+    """uri -> {domain, source, license} from a manifest at a path or a URL; DuckDB reads all three formats."""
     import duckdb
 
-    path = Path(path).expanduser()
-    if not path.exists():
+    path = str(path) if is_url(str(path)) else Path(path).expanduser()
+    if not storage.exists(path):
         raise FileNotFoundError(f"manifest {path} not found")
     readers = {".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".json": "read_json_auto",
                ".parquet": "read_parquet"}
-    reader = readers.get(path.suffix.lower())
+    suffix = PurePosixPath(str(path)).suffix.lower()
+    reader = readers.get(suffix)
     if reader is None:
         raise ValueError(f"manifest {path}: use a .csv, .jsonl or .parquet file")
-    quoted = str(path).replace("'", "''")
-    rel = duckdb.sql(f"SELECT * FROM {reader}('{quoted}')")
-    cols = [c.lower() for c in rel.columns]
-    if "uri" not in cols:
-        raise ValueError(f"manifest {path} has columns {rel.columns}; it needs a 'uri' column "
-                         f"(and any of domain, source, license)")
+    with _readable(path, suffix) as local:
+        quoted = str(local).replace("'", "''")
+        rel = duckdb.sql(f"SELECT * FROM {reader}('{quoted}')")
+        cols = [c.lower() for c in rel.columns]
+        if "uri" not in cols:
+            raise ValueError(f"manifest {path} has columns {rel.columns}; it needs a 'uri' column "
+                             f"(and any of domain, source, license)")
+        rows = rel.fetchall()
     out = {}
-    for row in rel.fetchall():
+    for row in rows:
         rec = dict(zip(cols, row))
         out[str(rec["uri"])] = {k: (str(rec[k]) if rec.get(k) is not None else None) for k in MANIFEST_COLUMNS[1:]}
     return out
+
+
+@contextlib.contextmanager
+def _readable(path, suffix: str):
+    """A local file DuckDB can read: the path itself, or a copy of the object (DuckDB reads buckets only
+    through its httpfs extension, which comes from DuckDB's servers, not a package registry)."""
+    if not is_url(str(path)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="densevid-manifest-") as d:
+        local = Path(d) / f"manifest{suffix}"
+        local.write_bytes(storage.read_object(path))
+        yield local
 
 
 def parse_rule(text: str) -> tuple[str, str]:

@@ -44,7 +44,7 @@ class IngestStage(Stage):
 
     videos: Path = Path(".")
     source: str = "local"
-    manifest: Path | None = None
+    manifest: str | Path | None = None  # a path or a URL
     domain_rules: tuple[str, ...] = ()  # GLOB=DOMAIN
     name = "ingest"
     inputs = ()

@@ -141,13 +141,14 @@ def parser() -> argparse.ArgumentParser:
     _add_data(compact)
     compact.add_argument("--table", action="append", default=None, help="only these tables (repeatable)")
     imp = sub.add_parser("import", help="public annotations as ground truth (videos already ingested)")
-    imp.add_argument("file", type=Path, help="the annotation file")
+    imp.add_argument("file", type=storage.location, help="the annotation file (a path or a URL: s3://bucket/a.json)")
     imp.add_argument("--format", required=True, choices=IMPORT_FORMATS,
                      help="charades-sta (VIDEO START END##sentence lines), activitynet (ActivityNet Captions JSON), "
                           "hc-stvg (HC-STVG v1/v2 JSON with boxes)")
     _add_data(imp)
-    imp.add_argument("--map", type=Path, default=None, metavar="CSV",
-                     help="annotation_id,video_id or annotation_id,uri rows (default: match by file stem)")
+    imp.add_argument("--map", type=storage.location, default=None, metavar="CSV",
+                     help="annotation_id,video_id or annotation_id,uri rows, a uri relative to the CSV's folder "
+                          "(a path or a URL; default: match by file stem)")
     imp.add_argument("--tolerance-s", type=float, default=TOLERANCE_S,
                      help=f"a span may pass the video's ends by this much and is clamped (default {TOLERANCE_S:g})")
     tiny = sub.add_parser("build-tiny", help="write the tiny offline Qwen3-VL checkpoint")
@@ -213,6 +214,10 @@ def cmd_import(args) -> int:
     from curation.store import Dataset
     from synth.imports import import_annotations, load_map
 
+    for place in (args.data, args.file, args.map):
+        problem = place and storage.check_reachable(place)
+        if problem:
+            raise ValueError(problem)
     if not Dataset.exists(args.data):
         print(f"error: {args.data} has no videos table; run densevid ingest --videos DIR --data {args.data} first",
               file=sys.stderr)

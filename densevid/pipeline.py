@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import MISSING, dataclass, field, replace
-from pathlib import Path
 
 from curation import storage
 from curation.domains import parse_rule
@@ -68,8 +67,9 @@ class PipelineConfig:
                                          "than this (0: never)")
     videos: str | None = option(None, stages=("ingest",), metavar="DIR", required=True,
                                 help="folder of videos, or a URL (s3://bucket/prefix); subfolders name domains")
-    manifest: Path | None = option(None, stages=("ingest",), metavar="FILE",
-                                   help="CSV/JSONL/Parquet with uri and any of domain, source, license")
+    manifest: str | None = option(None, stages=("ingest",), metavar="FILE",
+                                  help="CSV/JSONL/Parquet with uri and any of domain, source, license (a path or "
+                                       "a URL: s3://bucket/manifest.csv)")
     domain_rules: tuple[str, ...] = option((), stages=("ingest",), flag="--domain-rule", repeat=True,
                                            metavar="GLOB=DOMAIN",
                                            help="label matching paths, e.g. '*/ego/*=egocentric' (repeatable)")
@@ -113,7 +113,8 @@ class PipelineConfig:
         out = self.detector.problems() + self.policy.problems() + self.gate.problems() + self.quality.problems()
         out += [f"--skip {s!r} is not a stage; stages are {', '.join(STAGES)}" for s in self.skip if s not in STAGES]
         ingest = "ingest" in stages and "ingest" not in self.skip
-        unreachable = _unreachable(self.data, self.videos if ingest else None)
+        unreachable = _unreachable(data=self.data, videos=self.videos if ingest else None,
+                                   manifest=self.manifest if ingest else None)
         out += unreachable
         if "ingest" in stages and not self.videos:
             out.append("ingest needs --videos DIR (a folder of video files; subfolders name domains)")
@@ -126,7 +127,7 @@ class PipelineConfig:
             [parse_rule(r) for r in self.domain_rules]
         except ValueError as e:
             out.append(str(e))
-        if self.manifest and not Path(self.manifest).exists():
+        if ingest and self.manifest and not unreachable and not storage.exists(self.manifest):
             out.append(f"--manifest {self.manifest} not found")
         if self.backend not in BACKENDS:
             out.append(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -162,10 +163,9 @@ class PipelineConfig:
                           write_every_s=self.write_every_s or (30.0 if ray else 0.0), compact_above=self.compact_above)
 
 
-def _unreachable(*places) -> list[str]:
-    """One line per bucket that cannot be listed (missing, wrong endpoint, denied)."""
-    return [f"--{name} {line}" for name, place in zip(("data", "videos"), places)
-            if place and (line := storage.check_reachable(place))]
+def _unreachable(**places) -> list[str]:
+    """One line per bucket that cannot be listed (missing, wrong endpoint, denied), named by its flag."""
+    return [f"--{name} {line}" for name, place in places.items() if place and (line := storage.check_reachable(place))]
 
 
 def _shard(text: str | None):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from curation import storage
 from densevid.exits import EXIT_OK, EXIT_SOME_FAILED
 
@@ -13,8 +11,10 @@ def add_parsers(sub) -> None:
         "report", help="a static HTML site to look at a dataset: timelines, captions, boxes, samples, mixtures",
         description="Writes OUT/index.html (overview), a page per video and per mixture, cached thumbnails. "
                     "A rerun rewrites only the pages whose rows changed and cuts only missing thumbnails.")
-    p.add_argument("--data", type=storage.location, required=True, help="dataset directory (Parquet tables + catalog)")
-    p.add_argument("--out", type=Path, required=True, help="site folder (created; open OUT/index.html)")
+    p.add_argument("--data", type=storage.location, required=True,
+                   help="dataset directory (Parquet tables + catalog), or a URL: s3://bucket/ds, gs://...")
+    p.add_argument("--out", type=storage.location, required=True,
+                   help="site folder (created; open OUT/index.html), or a URL: s3://bucket/site")
     p.add_argument("--no-thumbnails", action="store_true", help="no frames decoded: grey frames with the boxes")
 
 

@@ -3,7 +3,9 @@ filter over all videos), ``videos/<video>.html``, ``mixtures/<name>.html``, ``as
 
 A page is rewritten only when its data changed: ``<out>/.report-state.json`` keeps a digest of each page's
 data (and of the code that renders it); a page whose thumbnails could not all be cut is not recorded, so the
-next run tries again. Thumbnails are cut only when missing.
+next run tries again. Thumbnails are cut only when missing. The dataset and ``out`` may each be a local
+folder or a URL (a bucket prefix); the site's files are listed once per run, so a bucket gets no request per
+page or thumbnail to learn what is there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from curation import storage
 from curation.atomic import atomic_write_text
 from curation.store import Dataset
 from report import data as D
@@ -58,27 +61,55 @@ class ReportResult:
 
 
 def check_dataset(data: str | Path) -> Path:
-    root = Path(data).expanduser()
-    if not (root / "videos").is_dir():
+    root = storage.location(data)
+    problem = storage.check_reachable(root)
+    if problem:
+        raise ValueError(problem)
+    if not Dataset.exists(root, "videos"):
         raise FileNotFoundError(f"{root}: not a dataset (no videos/ table); build one first with "
                                 f"`densevid run --videos DIR --data {root}`")
     return root
+
+
+def site_folder(out: str | Path) -> Path:
+    """The site's root: a local folder (created) or a bucket prefix that can be written."""
+    place = storage.location(out)
+    problem = storage.check_reachable(place)
+    if problem:
+        raise ValueError(problem)
+    if storage.is_remote(place):
+        return place
+    place = place.resolve()
+    for sub in ("assets", "list", "videos", "mixtures"):
+        (place / sub).mkdir(parents=True, exist_ok=True)
+    return place
+
+
+def site_files(out: Path) -> set[str]:
+    """Every file under the site's root, relative to it: one walk, or one recursive listing of a bucket."""
+    if not storage.is_remote(out):
+        return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    fs, inner = storage.filesystem(str(out))
+    try:
+        return {p[len(inner) + 1:] for p in fs.find(inner)}
+    except FileNotFoundError:
+        return set()
 
 
 def write_report(data: str | Path, out: str | Path, progress: bool = True, thumbnails: bool = True) -> ReportResult:
     """Write (or bring up to date) the static site for dataset ``data`` in ``out``."""
     t0 = time.perf_counter()
     ds = Dataset(check_dataset(data))
-    out = Path(out).expanduser().resolve()
-    for sub in ("assets", "list", "videos", "mixtures"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    out = site_folder(out)
     res = ReportResult(out=out, index=out / "index.html")
-    thumbs = Thumbs(out, enabled=thumbnails)
+    present = site_files(out)
+    thumbs = Thumbs(out, enabled=thumbnails, present=present)
     version = f"{_code_version()}:{'thumbs' if thumbnails else 'nothumbs'}"
     state_path = out / STATE
+    state_text = _text(state_path)
     try:
-        old = json.loads(state_path.read_text()).get("pages", {})
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        old = json.loads(state_text).get("pages", {})
+    except (TypeError, json.JSONDecodeError, AttributeError):
         old = {}
     new: dict[str, str] = {}
     produced: set[str] = set()
@@ -97,10 +128,11 @@ def write_report(data: str | Path, out: str | Path, progress: bool = True, thumb
         digest = hashlib.sha256((version + json.dumps(page_data, sort_keys=True, default=str)).encode()).hexdigest()
         path = out / rel
         produced.add(rel)
-        if error is None and old.get(rel) == digest and path.exists():
+        if error is None and old.get(rel) == digest and rel in present:
             res.pages_reused += 1
         else:
             atomic_write_text(path, render(error))
+            present.add(rel)
             res.pages_written += 1
         if error is None and record:
             new[rel] = digest
@@ -139,18 +171,27 @@ def write_report(data: str | Path, out: str | Path, progress: bool = True, thumb
     put("index.html", [overview, str(ds.root)], lambda _err: H.overview_html(overview, str(ds.root)))
 
     for rel in set(old) - set(new):  # pages of videos or mixtures that are gone
-        if rel.startswith(("videos/", "mixtures/", "list/")) and rel not in produced and (out / rel).exists():
+        if rel.startswith(("videos/", "mixtures/", "list/")) and rel not in produced and rel in present:
             (out / rel).unlink()
+            present.discard(rel)
             res.pages_removed += 1
-    atomic_write_text(state_path, json.dumps({"version": version, "dataset": str(ds.root), "pages": new}, indent=0))
+    state = json.dumps({"version": version, "dataset": str(ds.root), "pages": new}, indent=0)
+    if state != state_text:
+        atomic_write_text(state_path, state)
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _write_if_changed(path: Path, text: str) -> None:
+def _text(path: Path) -> str | None:
+    """A file's text (one GET on a bucket); None when there is none."""
     try:
-        if path.read_text(encoding="utf-8") == text:
-            return
+        if storage.is_remote(path):
+            return storage.read_object(path).decode("utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        pass
-    atomic_write_text(path, text)
+        return None
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if _text(path) != text:
+        atomic_write_text(path, text)

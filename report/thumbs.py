@@ -1,7 +1,7 @@
 """Thumbnails: the exact frame at a stated frame index, decoded with the project's own reader
 (``curation.video.read_frames``: decord, PyAV for rotated or odd files), shrunk and cached as JPEG under
 ``<out>/thumbs/<video>/<frame>.jpg``. A video id is a hash of the file's bytes, so a cached thumbnail never
-goes stale; a rerun cuts only the ones missing."""
+goes stale; a rerun cuts only the ones missing. ``out`` may be a URL (a bucket prefix)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curation import storage
 from curation.atomic import atomic_write_bytes
 from report.data import page_name
 
@@ -24,10 +25,13 @@ class ThumbResult:
 
 
 class Thumbs:
-    def __init__(self, out: Path, width: int = THUMB_WIDTH, enabled: bool = True):
-        self.out = Path(out)
+    def __init__(self, out: Path, width: int = THUMB_WIDTH, enabled: bool = True, present: set[str] | None = None):
+        self.out = storage.location(out)
         self.width = width
         self.enabled = enabled
+        # the site's files (relative paths) as listed once, kept up to date here: no request per thumbnail on
+        # a bucket; None asks the file system each time
+        self.present = present
 
     @staticmethod
     def rel(video_id: str, frame: int) -> str:
@@ -43,7 +47,7 @@ class Thumbs:
         if not self.enabled:
             return res
         frames = sorted({int(f) for f in frames})
-        missing = [f for f in frames if not self.path(video_id, f).exists()]
+        missing = [f for f in frames if not self._cached(video_id, f)]
         res.cached = len(frames) - len(missing)
         if not missing:
             return res
@@ -54,12 +58,19 @@ class Thumbs:
         except Exception as e:  # an unreadable file shows as a note on its page, never stops the report
             res.error = f"{type(e).__name__}: {e}"
             return res
-        folder = self.path(video_id, 0).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        if not storage.is_remote(self.out):  # a bucket has no folders to make
+            self.path(video_id, 0).parent.mkdir(parents=True, exist_ok=True)
         for frame, rgb in zip(missing, decoded):
             _write_jpeg(self._shrink(rgb), self.path(video_id, frame))
+            if self.present is not None:
+                self.present.add(self.rel(video_id, frame))
             res.cut += 1
         return res
+
+    def _cached(self, video_id: str, frame: int) -> bool:
+        if self.present is not None:
+            return self.rel(video_id, frame) in self.present
+        return self.path(video_id, frame).exists()
 
     def _shrink(self, rgb: np.ndarray) -> np.ndarray:
         import cv2

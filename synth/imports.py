@@ -37,12 +37,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import posixpath
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation import CODE_VERSION
+from curation import CODE_VERSION, storage
 from curation.store import KEYS, Dataset, stable_id
 from curation.times import FrameSpan, frame_s
 from synth.dense import render_dense
@@ -308,8 +309,8 @@ PARSERS = {"charades-sta": parse_charades_sta, "activitynet": parse_activitynet,
 
 def load_map(path: str | Path) -> dict[str, tuple[str, str]]:
     """A ``--map`` CSV: ``annotation_id,video_id`` or ``annotation_id,uri`` -> {annotation id: (column, value)}.
-    A relative uri is relative to the CSV's folder."""
-    path = Path(path)
+    A relative uri is relative to the CSV's folder. The CSV may be a path or a URL."""
+    path = storage.location(path)
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns = set(reader.fieldnames or ())
@@ -322,11 +323,24 @@ def load_map(path: str | Path) -> dict[str, tuple[str, str]]:
             if not key or not value:
                 raise ValueError(f"{path} line {n}: empty annotation_id or {target}")
             if target == "uri":
-                value = str((path.parent / Path(value).expanduser()).resolve())
+                value = beside(path, value)
             if out.get(key, (target, value)) != (target, value):
                 raise ValueError(f"{path} line {n}: {key} is mapped twice, to {out[key][1]} and {value}")
             out[key] = (target, value)
     return out
+
+
+def beside(path, uri: str) -> str:
+    """``uri`` as written in the file at ``path``: a URL or an absolute path as it is, a relative one taken from
+    that file's folder (on object storage too, ``..`` included)."""
+    if storage.is_url(uri):
+        return uri
+    if not storage.is_url(str(path)):
+        return str((Path(path).parent / Path(uri).expanduser()).resolve())
+    if Path(uri).expanduser().is_absolute():
+        return str(Path(uri).expanduser())
+    scheme, folder = str(path.parent).split("://", 1)
+    return f"{scheme}://{posixpath.normpath(posixpath.join(folder, uri))}"
 
 
 def name_aliases(key: str, fmt: str) -> list[str]:
@@ -464,11 +478,13 @@ def import_annotations(ds: Dataset, fmt: str, path: str | Path, mapping: dict[st
         raise ValueError(f"format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
     if tolerance_s < 0:
         raise ValueError(f"tolerance_s {tolerance_s} must be >= 0")
-    path = Path(path)
+    path = storage.location(path)
     try:
         parsed = PARSERS[fmt](path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such annotation file") from None
     videos = ds.rows("videos")
     if not videos:
         raise ValueError(f"{ds.root} has no ingested videos; run densevid ingest --videos DIR --data {ds.root} first")

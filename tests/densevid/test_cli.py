@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -97,7 +96,7 @@ def test_flags_fill_the_pipeline_config_and_default_to_its_fields():
         "--fallback-window-s", "5", "--min-segment-s", "1", "--max-segment-s", "20", "--trim-s", "0", "-q"])
     assert args.quiet and args.pipeline_stages == STAGES
     assert config_from_args(PipelineConfig, args) == PipelineConfig(
-        data="d", videos="v", manifest=Path("m.csv"), domain_rules=("*/a/*=a", "*/b/*=b"), workers=2,
+        data="d", videos="v", manifest="m.csv", domain_rules=("*/a/*=a", "*/b/*=b"), workers=2,
         shard="0/2", model="tiny", caption_frames=8, sample_frames=32, batch_size=2, max_new_tokens=64,
         backend="vllm", renderer="hms", storyline=True, needle_durations_s=(4.0, 8.0), needle_depths=(),
         detector=DetectorConfig(detector="adaptive", threshold=30.0, fade_threshold=10.0, downscale=2, frame_skip=1,
