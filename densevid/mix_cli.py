@@ -30,7 +30,8 @@ def _mix_options(p) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     p.add_argument("--dry-run", action="store_true", help="print the balance table without writing anything")
     for flag in _FLAG_KEYS:
-        p.add_argument("--" + flag, dest="flag_" + flag, default=None, help=f"same as {_FLAG_KEYS[flag]}=...")
+        p.add_argument("--" + flag, dest="flag_" + flag, default=None, metavar=flag.upper(),
+                       help=f"same as {_FLAG_KEYS[flag]}=...")
     p.add_argument("--balance", choices=tuple(_OLD_BALANCE), default=None,
                    help="domain: equal samples per domain (the balanced preset); none: every sample")
 

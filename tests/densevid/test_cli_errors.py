@@ -128,6 +128,11 @@ def test_help_shows_real_metavars_and_which_options_are_required(capsys):
     for shown in ("--mixture DIR", "--model MODEL", "--output-dir DIR", "--max-steps N", "same as mixture=DIR"):
         assert shown in train, shown
     assert "FLAG_" not in train
+    mix = _help(["mix"], capsys)
+    assert "--name NAME" in mix and "--split SPLIT" in mix and "FLAG_" not in mix
+    for cmd in ("demo", "ingest", "split", "caption", "dense", "ground", "verify", "tasks", "run", "sql", "export",
+                "report", "round", "eval", "eval-gate", "import"):
+        assert "FLAG_" not in _help([cmd], capsys), cmd
     for cmd in ("run", "ingest"):
         usage = _help([cmd], capsys).split("\n\n")[0]
         assert re.search(r"(?<!\[)--videos DIR", usage) and "[--videos" not in usage, usage
