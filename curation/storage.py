@@ -9,6 +9,7 @@ worker processes (a process pool, Ray workers) open the same storage.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -154,7 +155,7 @@ def read_object(url) -> bytes:
     """An object's bytes in one GET (a missing one raises FileNotFoundError). s3fs would first ask for the
     size, to read a large object in parallel: a HEAD, and on a missing key a LIST as well."""
     fs, inner = filesystem(str(url))
-    if hasattr(fs, "max_concurrency"):  # s3fs
+    if "max_concurrency" in inspect.signature(getattr(fs, "_cat_file", fs.cat_file)).parameters:  # s3fs, lately
         return fs.cat_file(inner, max_concurrency=1)
     return fs.cat_file(inner)
 

@@ -270,11 +270,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _storage_options(argv: list[str] | None) -> dict:
+    """The ``--storage-option`` values, wherever they stand, read before the other arguments: a path argument
+    becomes a URL path when parsed, and it must open its storage with them."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--storage-option", dest="options", action="append", default=[])
+    known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return dict(storage.parse_option(o) for o in known.options)
+
+
 def _main(argv: list[str] | None) -> int:
-    args = parser().parse_args(argv)
     saved = os.environ.get(storage.OPTIONS_ENV)
+    args = None
     try:
-        storage.configure(dict(storage.parse_option(o) for o in getattr(args, "storage_options", None) or []))
+        storage.configure(_storage_options(argv))
+        args = parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         _quiet_libraries()
         if args.cmd == "demo":
@@ -306,7 +316,7 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         raise
     except OSError as e:
-        print(os_error_line(args.cmd, e), file=sys.stderr)
+        print(os_error_line(args.cmd if args else "", e), file=sys.stderr)
         return EXIT_SYSTEM
     except Exception as e:
         import duckdb
