@@ -120,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     demo = sub.add_parser("demo", help="the whole pipeline offline on generated videos with a tiny model")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
-    demo.add_argument("--train-steps", type=int, default=12)
+    demo.add_argument("--train-steps", type=int, default=12, metavar="N", help="steps of the LoRA fine-tune")
+    demo.add_argument("--teacher-steps", type=int, default=150, metavar="N",
+                      help="steps of the grounding teacher whose records the gate judges")
     for name in STAGES:
         _add_stage_parser(sub, name, (name,), f"run the {name} stage")
     _add_stage_parser(sub, "run", STAGES, f"{STAGES[0]} through {STAGES[-1]} in one go")
@@ -290,7 +292,8 @@ def _main(argv: list[str] | None) -> int:
         if args.cmd == "demo":
             from densevid.demo import run_demo
 
-            return run_demo(args.out, train_steps=args.train_steps, progress=not args.quiet)
+            return run_demo(args.out, train_steps=args.train_steps, teacher_steps=args.teacher_steps,
+                            progress=not args.quiet)
         if hasattr(args, "pipeline_stages"):  # a stage subcommand or run
             return cmd_stages(args)
         if args.cmd == "sql":
