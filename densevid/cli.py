@@ -347,9 +347,18 @@ def os_error_line(cmd: str, e: OSError) -> str:
     """``densevid export: cannot write /x: Read-only file system``: one line, the path and the system's reason."""
     path = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
     if path is None:  # raised without a path (pyarrow, sockets): its own message, on one line
-        return f"densevid {cmd}: " + " ".join(str(e).split())
+        return f"densevid {cmd}: " + " ".join(_own_message(e).split())
     verb = "write" if e.errno in _WRITE_ERRNOS else "access"
     return f"densevid {cmd}: cannot {verb} {path}: {e.strerror or e}"
+
+
+def _own_message(e: OSError) -> str:
+    """The error's message; one re-raised from a DataLoader worker carries the worker's traceback, whose last
+    line is the error itself."""
+    text = str(e)
+    if "Original Traceback" in text:
+        return text.strip().splitlines()[-1]
+    return text
 
 
 def _quiet_libraries() -> None:

@@ -41,6 +41,32 @@ def test_a_read_only_disk_reads_cannot_write(tmp_path):
         "densevid sql: Failed to open local file 'a'. Detail: [errno 13]"
 
 
+class _Unreadable:
+    """A DataLoader dataset whose one item cannot be read, as a vanished or forbidden video."""
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        import errno
+        import os
+
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), "/videos/a.mp4")
+
+
+def test_an_os_error_in_a_dataloader_worker_is_the_workers_last_line():
+    import pytest
+    from torch.utils.data import DataLoader
+
+    from densevid.cli import os_error_line
+
+    with pytest.raises(OSError) as caught:
+        next(iter(DataLoader(_Unreadable(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)  # torch re-raises it with the worker's traceback
+    assert os_error_line("train", caught.value) == \
+        "densevid train: PermissionError: [Errno 13] Permission denied: '/videos/a.mp4'"
+
+
 def _mixture_of_every_sample(built_dataset):
     from curation.store import Dataset
     from mixtures.balance import build_mixture
