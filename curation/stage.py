@@ -192,7 +192,7 @@ def fail_item(stage: Stage, ds: Dataset, stats: Stats, item_id: str, error: Base
     """An item that failed: a `failures` row, a count by error type, a log line; the batch goes on."""
     log.warning("%s: %s failed: %s", stage.name, item_id, error)
     stats.failed(type(error).__name__, item_id)
-    ds.fail(stage.name, item_id, error, raw=raw)
+    ds.fail(stage.name, item_id, error, raw=raw, variant=stage.variant)
 
 
 def process_batch(stage: Stage, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:

@@ -238,9 +238,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("code_version", pa.string()),
         ]
     ),
+    # ``variant`` as in finished (the model, for model stages): one model's failure is not another's
     "failures": pa.schema(
         [
             ("stage", pa.string()),
+            ("variant", pa.string()),
             ("item_id", pa.string()),
             ("error_type", pa.string()),
             ("message", pa.string()),
@@ -249,7 +251,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     # failures whose item a later run of the same stage completed; the failures rows stay as history
-    "resolved": pa.schema([("stage", pa.string()), ("item_id", pa.string()), ("resolved_at", pa.float64())]),
+    "resolved": pa.schema([("stage", pa.string()), ("variant", pa.string()), ("item_id", pa.string()),
+                           ("resolved_at", pa.float64())]),
     # items a stage completed without writing a row, so a rerun skips them (data tables hold data only)
     "finished": pa.schema(
         [
@@ -274,8 +277,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "verdicts": ("record_id", "model"),
     "samples": ("sample_id",),
     "rounds": ("round",),
-    "failures": ("stage", "item_id"),
-    "resolved": ("stage", "item_id"),
+    "failures": ("stage", "variant", "item_id"),
+    "resolved": ("stage", "variant", "item_id"),
     "finished": ("stage", "variant", "item_id"),
 }
 
@@ -304,10 +307,12 @@ SELECT * EXCLUDE (dup_rank, passes, quality_keep, quality_reason),
             CASE WHEN dup_group IS NOT NULL AND dup_rank > 1 THEN 'duplicate' END) AS reason
 FROM ranked""",
 }
-# failures still to fix: those whose item no later run of their stage completed
+# failures still to fix: those whose item no later run of their stage and variant completed (rows written
+# before failures had a variant have none: '')
 VIEWS["open_failures"] = """
 SELECT f.* FROM failures f
-WHERE NOT EXISTS (SELECT 1 FROM resolved r WHERE r.stage = f.stage AND r.item_id = f.item_id)"""
+WHERE NOT EXISTS (SELECT 1 FROM resolved r WHERE r.stage = f.stage AND coalesce(r.variant, '') = coalesce(f.variant, '')
+                  AND r.item_id = f.item_id)"""
 
 
 def stable_id(*parts: object, n: int = 16) -> str:
@@ -633,7 +638,8 @@ class Dataset:
         for f in self.files(table):
             stamp = self._stamp(f)
             if stamp not in self._key_cache:
-                self._key_cache[stamp] = _table_keys(self._read_file(f, columns=cols), cols)
+                # with today's schema: a key column added since reads as null in older files
+                self._key_cache[stamp] = _table_keys(self._read_file(f, columns=cols, schema=SCHEMAS[table]), cols)
             out |= self._key_cache[stamp]
         return out
 
@@ -641,26 +647,28 @@ class Dataset:
         # an object is never rewritten with other keys (its name is a hash of them): the name is enough
         return (str(f),) if self.remote else (str(f), f.stat().st_mtime_ns)
 
-    def fail(self, stage: str, item_id: str, error: BaseException | str, raw: str = "") -> dict:
+    def fail(self, stage: str, item_id: str, error: BaseException | str, raw: str = "", variant: str = "") -> dict:
         """Record a failure row; returns it so callers can count and log it."""
         error_type = type(error).__name__ if isinstance(error, BaseException) else "Invalid"
-        row = dict(stage=stage, item_id=item_id, error_type=error_type, message=str(error), raw=raw[:20000],
-                   created_at=time.time())
+        row = dict(stage=stage, variant=variant, item_id=item_id, error_type=error_type, message=str(error),
+                   raw=raw[:20000], created_at=time.time())
         # A retried item that fails again replaces nothing: failures keep the first message per key.
         self.write("failures", [row])
         return row
 
-    def open_failure_ids(self, stage: str) -> set[str]:
-        """Items of ``stage`` with a failure that no later run closed."""
-        closed = {k[1] for k in self.keys("resolved") if k[0] == stage}
-        return {k[1] for k in self.keys("failures") if k[0] == stage} - closed
+    def open_failure_ids(self, stage: str, variant: str = "") -> set[str]:
+        """Items of ``stage`` and ``variant`` with a failure that no later run of theirs closed."""
+        def ids(table: str) -> set[str]:
+            return {k[2] for k in self.keys(table) if k[0] == stage and (k[1] or "") == variant}
 
-    def resolve(self, stage: str, item_ids) -> int:
-        """Close the open failures of ``stage`` among ``item_ids`` (items it has completed since); returns how
-        many it closed."""
-        fixed = sorted(self.open_failure_ids(stage) & set(item_ids))
+        return ids("failures") - ids("resolved")
+
+    def resolve(self, stage: str, item_ids, variant: str = "") -> int:
+        """Close the open failures of ``stage`` and ``variant`` among ``item_ids`` (items it has completed since);
+        returns how many it closed."""
+        fixed = sorted(self.open_failure_ids(stage, variant) & set(item_ids))
         now = time.time()
-        self.write("resolved", [dict(stage=stage, item_id=i, resolved_at=now) for i in fixed])
+        self.write("resolved", [dict(stage=stage, variant=variant, item_id=i, resolved_at=now) for i in fixed])
         return len(fixed)
 
     def open_failure_counts(self) -> dict[str, int]:

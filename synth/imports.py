@@ -453,7 +453,7 @@ def reference_row(fmt: str, video: dict, events: list[tuple[Annotation, float, f
 
 def failure_row(file_name: str, where: str, error: BaseException, raw: str = "") -> dict:
     item = f"{file_name}:{where}"
-    return dict(stage=STAGE, item_id=item, error_type=type(error).__name__, message=f"{item}: {error}",
+    return dict(stage=STAGE, variant="", item_id=item, error_type=type(error).__name__, message=f"{item}: {error}",
                 raw=raw[:20000], created_at=time.time())
 
 

@@ -12,7 +12,7 @@ from curation.store import COMPACTION_JOURNAL, Dataset
 
 
 def _fail_row(i):
-    return dict(stage="x", item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
+    return dict(stage="x", variant="", item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
 
 
 def _items(ds):

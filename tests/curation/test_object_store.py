@@ -15,7 +15,7 @@ from curation.store import COMPACTION_JOURNAL, TABLES, Dataset, _epoch
 
 
 def _failure(i, stage="x"):
-    return dict(stage=stage, item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
+    return dict(stage=stage, variant="", item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
 
 
 def _objects(url):

@@ -62,3 +62,45 @@ def test_the_run_summary_counts_open_failures(tmp_path, capsys):
     print_stage_summary(results, ds)
     out = capsys.readouterr().out
     assert "open failures: 1 (fails_on 1); 2 recorded, 1 resolved by a later run" in out
+
+
+class FailsFor(FailsOn):
+    """The same items under a model's name: ``variant`` as a model stage has it."""
+
+    def __init__(self, fatal: set[str], model: str):
+        super().__init__(fatal)
+        self.model = model
+
+    @property
+    def variant(self):
+        return self.model
+
+    def done_ids(self, ds):
+        return set()  # each model's work is its own: none is done for another
+
+
+def test_one_models_failure_is_neither_closed_by_another_model_nor_hidden_by_its_failure(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    run_stage(FailsFor({"b"}, "teacher-0"), ds, progress=False)
+    second = run_stage(FailsFor({"c"}, "teacher-1"), ds, progress=False)  # teacher-1 completes b, fails c
+    assert second.counts["resolved_failures"] == 0  # b is still teacher-0's to fix
+    run_stage(FailsFor({"b"}, "teacher-2"), ds, progress=False)  # fails b as teacher-0 did
+    failures = sorted((r["variant"], r["item_id"]) for r in ds.rows("failures"))
+    assert failures == [("teacher-0", "b"), ("teacher-1", "c"), ("teacher-2", "b")]
+    assert sorted((r["variant"], r["item_id"]) for r in ds.sql("SELECT * FROM open_failures").to_pylist()) == failures
+    assert ds.open_failure_ids("fails_on", "teacher-0") == {"b"}
+
+
+def test_failures_written_before_they_had_a_variant_stay_open_and_close(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds = Dataset(tmp_path / "d")
+    old = pa.table({"stage": ["fails_on"], "item_id": ["b"], "error_type": ["ValueError"], "message": ["bad"],
+                    "raw": [""], "created_at": [0.0]})
+    ds.table_dir("failures").mkdir(parents=True, exist_ok=True)
+    pq.write_table(old, ds.table_dir("failures") / "part-old.parquet")
+    ds.refresh_catalog()
+    assert _open(ds) == ["b"] and ds.open_failure_ids("fails_on") == {"b"}
+    assert run_stage(FailsOn(set()), ds, progress=False).counts["resolved_failures"] == 1
+    assert _open(ds) == []

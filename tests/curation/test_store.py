@@ -4,7 +4,7 @@ from curation.store import TABLES, Dataset, stable_id
 
 
 def _fail_row(i):
-    return dict(stage="x", item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
+    return dict(stage="x", variant="", item_id=f"i{i}", error_type="E", message="m", raw="", created_at=1.0)
 
 
 def test_write_is_atomic_and_skips_written_keys(tmp_path):

@@ -61,7 +61,7 @@ def test_a_dataset_under_memory_url_ingests_and_answers_the_catalog_like_a_local
         ds = Dataset(f"{root}/ds")
         assert {v["uri"] for v in ds.rows("videos")} == {f"{videos}/{p.relative_to(corpus).as_posix()}"
                                                          for p in corpus.rglob("*.mp4")}
-        row = dict(stage="x", item_id="a", error_type="E", message="m", raw="", created_at=1.0)
+        row = dict(stage="x", variant="", item_id="a", error_type="E", message="m", raw="", created_at=1.0)
         ds.write("failures", [row])
         ds.write("failures", [dict(row, item_id="b")])
         assert ds.write("failures", [row]) is None  # a stored key is skipped
