@@ -114,7 +114,8 @@ def load_tables(ds: Dataset) -> Tables:
     """Every table the report shows, the columns it needs only (no raw outputs), grouped by video; the
     views (open failures, the quality verdicts) through the catalog."""
     rows = {t: ds.read(t, cols).to_pylist() for t, cols in _COLUMNS.items()}
-    rows["failures"] = ds.sql("SELECT stage, item_id, error_type, message FROM open_failures").to_pylist()
+    rows["failures"] = ds.sql("SELECT stage, coalesce(variant, '') AS variant, item_id, error_type, message "
+                              "FROM open_failures").to_pylist()
     counts = ds.counts()
     quality = None
     if counts["quality_signals"] or counts["duplicates"]:  # once quality or dedup ran (rates of `keep`, reasons)
@@ -128,7 +129,7 @@ def load_tables(ds: Dataset) -> Tables:
         verdicts=rows["verdicts"],
         samples={k: sorted(v, key=lambda s: (s["task"], s["clip_start_s"], s["sample_id"]))
                  for k, v in _grouped(rows["samples"]).items()},
-        failures=sorted(rows["failures"], key=lambda f: (f["stage"], f["error_type"], f["item_id"])),
+        failures=sorted(rows["failures"], key=lambda f: (f["stage"], f["variant"], f["error_type"], f["item_id"])),
         quality=quality, resolved_failures=counts["resolved"], runs=ds.last_runs(),
         finished={(r["stage"], r["variant"]): r["n"] for r in ds.sql(
             "SELECT stage, variant, count(*) AS n FROM finished GROUP BY ALL").to_pylist()},
@@ -390,12 +391,12 @@ def overview(t: Tables, mixtures: list[dict]) -> dict:
                                                  "samples": 0, "sample_hours": 0.0})
             d["samples"] += 1
             d["sample_hours"] += ((s["clip_end_s"] or 0.0) - (s["clip_start_s"] or 0.0)) / 3600
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for f in t.failures:
-        groups[(f["stage"], f["error_type"])].append(f)
-    failures = [{"stage": st, "error_type": et, "count": len(rows),
+        groups[(f["stage"], f["variant"], f["error_type"])].append(f)
+    failures = [{"stage": st, "variant": va, "error_type": et, "count": len(rows),
                  "examples": [{"item_id": r["item_id"], "message": r["message"]} for r in rows[:MAX_FAILURE_EXAMPLES]]}
-                for (st, et), rows in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+                for (st, va, et), rows in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
     verification = []
     for model in sorted({v["model"] for v in t.verdicts}):
         rows = [v for v in t.verdicts if v["model"] == model]

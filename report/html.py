@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from report.data import PAGE_SIZE
+from report.data import PAGE_SIZE, short_model
 from report.thumbs import Thumbs
 
 # no inline script, no plugins, nothing fetched from anywhere but the site's own folder
@@ -110,6 +110,13 @@ def histogram_chart(bins: list[dict], title: str, fmt: str = ".1f") -> str:
 
 
 # --- frames and boxes ---------------------------------------------------------------------------------------
+
+
+def variant_cell(variant: str) -> str:
+    """The model a failure belongs to (its stage's variant): the short name, the full id on hover."""
+    if not variant:
+        return '<td class="muted">-</td>'
+    return f'<td title="{e(variant)}">{e(short_model(variant))}</td>'
 
 
 def box_div(b: dict) -> str:
@@ -280,9 +287,9 @@ def video_html(page: dict, thumbs: Thumbs | None, note: str | None = None) -> st
         out.append('<p class="muted">none</p>')
     if page["failures"]:
         out.append(f'<h2 id="failures">Failures ({len(page["failures"])})</h2><table>'
-                   "<tr><th>stage</th><th>item</th><th>error</th><th>message</th></tr>")
-        out += [f'<tr><td>{e(f["stage"])}</td><td>{e(f["item_id"])}</td><td>{e(f["error_type"])}</td>'
-                f'<td class="failure">{e(f["message"])}</td></tr>' for f in page["failures"]]
+                   "<tr><th>stage</th><th>model</th><th>item</th><th>error</th><th>message</th></tr>")
+        out += [f'<tr><td>{e(f["stage"])}</td>{variant_cell(f["variant"])}<td>{e(f["item_id"])}</td>'
+                f'<td>{e(f["error_type"])}</td><td class="failure">{e(f["message"])}</td></tr>' for f in page["failures"]]
         out.append("</table>")
     out.append('<script src="../assets/report.js"></script>')
     return doc(f"{v['name']} · densevid report", "\n".join(out), root)
@@ -383,11 +390,11 @@ def overview_html(o: dict, dataset: str) -> str:
         out.append(f'<p class="muted">{int(o["resolved_failures"])} more resolved by a later run (kept in the '
                    '<code>failures</code> table; <code>open_failures</code> lists the rest)</p>')
     if o["failures"]:
-        out.append("<table><tr><th>stage</th><th>error</th><th>count</th><th>examples</th></tr>")
+        out.append("<table><tr><th>stage</th><th>model</th><th>error</th><th>count</th><th>examples</th></tr>")
         for f in o["failures"]:
             ex = "<br>".join(f'<b>{e(x["item_id"])}</b>: <span class="failure">{e(x["message"])}</span>' for x in f["examples"])
-            out.append(f'<tr data-stage="{e(f["stage"])}"><td>{e(f["stage"])}</td><td>{e(f["error_type"])}</td>'
-                       f'<td class="num">{int(f["count"])}</td><td>{ex}</td></tr>')
+            out.append(f'<tr data-stage="{e(f["stage"])}"><td>{e(f["stage"])}</td>{variant_cell(f["variant"])}'
+                       f'<td>{e(f["error_type"])}</td><td class="num">{int(f["count"])}</td><td>{ex}</td></tr>')
         out.append("</table>")
     else:
         out.append('<p class="muted">none</p>')

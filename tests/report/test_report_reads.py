@@ -83,3 +83,20 @@ def test_a_verify_run_with_nothing_to_check_says_why(tmp_path):
     assert "no verdicts yet" not in page
     assert ('verify ran (model tiny) and wrote no verdicts: 0 records to check, as ground wrote 0 usable records '
             'over 3 segments: 2 failures (InvalidOutput ×2), 1 segment where it found nothing') in page
+
+
+def test_two_models_failing_one_segment_are_two_open_failures_each_with_its_model(tmp_path):
+    ds = Dataset(tmp_path / "d")
+    ds.write("videos", [_video("v1")])
+    ds.write("segments", [_segment(1)])
+    for model in ("/runs/teacher-0", "/runs/teacher-1"):
+        ds.fail("ground", "s1", ValueError(f"{model} cut off"), variant=model)
+    ds.resolve("ground", ["s1"], variant="/runs/teacher-2")  # another model grounding s1 fixes neither
+    t = D.load_tables(ds)
+    o = D.overview(t, [])
+    assert [(f["stage"], f["variant"], f["count"]) for f in o["failures"]] == [
+        ("ground", "/runs/teacher-0", 1), ("ground", "/runs/teacher-1", 1)]
+    page = H.overview_html(o, "d")
+    assert '<td title="/runs/teacher-0">teacher-0</td>' in page and '<td title="/runs/teacher-1">teacher-1</td>' in page
+    video = H.video_html(D.video_page(t, t.videos[0], {}), None)
+    assert video.count("cut off</td>") == 2 and '<td title="/runs/teacher-1">teacher-1</td>' in video
