@@ -104,7 +104,7 @@ def main() -> None:
     warm_io = caption_io("s3://bench/ds")
 
     ds = Dataset("s3://bench/ds")
-    row = dict(stage="bench", item_id="x", error_type="E", message="m", raw="", created_at=0.0)
+    row = dict(stage="bench", variant="", item_id="x", error_type="E", message="m", raw="", created_at=0.0)
     ds.write("failures", [row])  # the listing and key cache are warm, as in a running stage
     with counted_requests() as write_requests:
         ds.write("failures", [dict(row, item_id="y")])
