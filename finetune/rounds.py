@@ -32,7 +32,7 @@ from curation.domains import EVAL_ONLY_DOMAINS
 from curation.store import Dataset
 from curation.typed_config import parse_overrides
 from mixtures.balance import read_manifest
-from model.loader import load_processor, model_key, model_revision
+from model.loader import model_key, model_revision
 
 STEPS = ("label", "mix", "train", "eval")
 
@@ -241,7 +241,7 @@ def heldout_samples(ds: Dataset, video_ids: list[str], processor_model: str, fra
                     "ORDER BY video_id, start_s, phrase, record_id", [sorted(ids)]).to_pylist():
         truth.setdefault(g["video_id"], []).append(g)
     builder = TasksStage(model_id=processor_model, frames=FramePolicy(max_frames=frames))
-    builder.processor = load_processor(processor_model)
+    builder.setup(ds)  # its processor counts the samples' tokens
     rows = []
     for v in videos:
         records = truth.get(v["video_id"], [])
