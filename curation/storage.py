@@ -184,29 +184,46 @@ def copy_object(src, dst) -> None:
     fs.copy(a, fs._strip_protocol(str(dst)))
 
 
-def open_input(uri: str | os.PathLike):
+def open_input(uri: str | os.PathLike, size: int | None = None):
     """A readable binary file for PyAV and hashing: a local path as is, a URL as a file-like object that
-    fetches byte ranges on demand (no whole-file copy)."""
+    fetches byte ranges on demand (no whole-file copy). An object whose size is given or known (listed or
+    stated by this process) is opened without the HEAD that would ask for it."""
     if not is_url(uri):
         return str(uri)
     fs, inner = filesystem(str(uri))
-    return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead")
+    size = size if size is not None else _known_sizes.get(str(uri))
+    sized = {} if size is None else {"size": int(size)}
+    return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead", **sized)
+
+
+# object sizes this process has listed or stated, so that opening or sizing the object again needs no HEAD;
+# every listing and stat refreshes them
+_known_sizes: dict[str, int] = {}
+
+
+def remember_size(uri, size: int) -> None:
+    _known_sizes[str(uri)] = int(size)
 
 
 def size_of(uri) -> int:
+    """A file's size; for an object, what this process last listed or stated of it, else one HEAD."""
     if not is_url(uri):
         return os.stat(uri).st_size
-    fs, inner = filesystem(str(uri))
-    return int(fs.size(inner))
+    if str(uri) not in _known_sizes:
+        fs, inner = filesystem(str(uri))
+        remember_size(uri, fs.size(inner))
+    return _known_sizes[str(uri)]
 
 
 def stamp_of(uri) -> tuple:
-    """(size, version) of a file: a local mtime, an object's ETag; changes when the content does."""
+    """(size, version) of a file: a local mtime, an object's ETag (always one HEAD); changes when the
+    content does."""
     if not is_url(uri):
         st = os.stat(uri)
         return st.st_size, st.st_mtime
     fs, inner = filesystem(str(uri))
     info = fs.info(inner)
+    remember_size(uri, info.get("size") or 0)
     return int(info.get("size") or 0), str(info.get("ETag") or info.get("etag") or info.get("mtime") or "")
 
 

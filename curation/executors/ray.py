@@ -1,10 +1,12 @@
 """The Ray executor: CPU stages as Ray tasks, model stages as a pool of actors (one loaded model each).
 
 The driver lists the items, skips what is done, plans the work (batches, and the units of long items) and
-writes every result through the same write path as the local executor, to a dataset folder every node
-sees or a bucket (the workers get the storage options and credentials in their ``runtime_env``). Ray
-retries a task or restarts an actor whose worker died; work that still fails becomes failures rows, and an actor dead for good is replaced, never given work again. Actors stay up across model stages of one pipeline run (``shutdown_actors`` ends them), so a worker
-loads its model, or vLLM engine, once for caption, ground and verify.
+writes every result through the same write path as the local executor, to a dataset folder every node sees or
+a bucket (the workers get the storage options and credentials in their ``runtime_env``). Ray retries a task or
+restarts an actor whose worker died; work that still fails becomes failures rows, and an actor dead for good
+is replaced, never given work again. Actors stay up across model stages of one pipeline run
+(``shutdown_actors`` ends them), so a worker loads its model, or vLLM engine, once for caption, ground and
+verify.
 """
 
 from __future__ import annotations
