@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
+import pyarrow.fs as pafs
+from pyarrow.fs import FSSpecHandler
+
 from curation import storage
 
 
@@ -20,20 +24,20 @@ def connect_remote(ds):
     from curation.store import SCHEMAS, VIEWS
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False})  # never download an extension
-    tables = {table: ds.files(table) for table in SCHEMAS}
+    tables = ds.all_files()  # one listing of the dataset
     httpfs = _httpfs(con, str(ds.root))
     for table, files in tables.items():
         if httpfs and files:
             con.execute(f"CREATE VIEW {table} AS {_httpfs_select(files)}")
         else:
-            con.register(f"_arrow_{table}", _arrow_dataset(files, SCHEMAS[table]))
+            con.register(f"_arrow_{table}", _arrow_dataset(files, SCHEMAS[table], ds))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _arrow_{table}")
     for view, query in VIEWS.items():
         con.execute(f"CREATE VIEW {view} AS {query}")
     return con
 
 
-def _arrow_dataset(files: list, schema):
+def _arrow_dataset(files: list, schema, ds):
     """Lazy: DuckDB scans the objects when a query runs, with projection and filters pushed down; files
     written before a column was added give nulls for it."""
     import pyarrow.dataset as pads
@@ -41,8 +45,29 @@ def _arrow_dataset(files: list, schema):
     if not files:
         return schema.empty_table()
     fs, _ = storage.filesystem(str(files[0]))
-    return pads.dataset([storage.filesystem(str(f))[1] for f in files], schema=schema, format="parquet",
-                        filesystem=fs)
+    listed = {storage.filesystem(str(f))[1]: (str(f), ds.size_of(f)) for f in files}
+    return pads.dataset(list(listed), schema=schema, format="parquet",
+                        filesystem=pafs.PyFileSystem(ListedObjects(fs, listed)))
+
+
+class ListedObjects(FSSpecHandler):
+    """pyarrow's access to listed objects: their sizes come from the listing, so neither finding the files
+    nor opening them asks for a size (a HEAD each)."""
+
+    def __init__(self, fs, listed: dict[str, tuple[str, int | None]]):
+        super().__init__(fs)
+        self.listed = listed  # path in the filesystem -> (URL, size or None)
+
+    def get_file_info(self, paths):
+        if any(self.listed.get(p, ("", None))[1] is None for p in paths):
+            return super().get_file_info(paths)
+        return [pafs.FileInfo(p, pafs.FileType.File, size=self.listed[p][1]) for p in paths]
+
+    def open_input_file(self, path):
+        url, size = self.listed.get(path, ("", None))
+        if size is None:
+            return super().open_input_file(path)
+        return pa.PythonFile(storage.open_input(url, size), mode="r")
 
 
 def _httpfs(con, root: str) -> bool:

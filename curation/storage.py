@@ -190,29 +190,37 @@ def open_input(uri: str | os.PathLike, size: int | None = None):
     stated by this process) is opened without the HEAD that would ask for it."""
     if not is_url(uri):
         return str(uri)
+    from fsspec.spec import AbstractBufferedFile
+
     fs, inner = filesystem(str(uri))
-    size = size if size is not None else _known_sizes.get(str(uri))
-    sized = {} if size is None else {"size": int(size)}
-    return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead", **sized)
+    known = {"size": int(size)} if size is not None else _known.get(str(uri))
+    if not known:
+        return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead")
+    f = fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead", size=known["size"])
+    if isinstance(f, AbstractBufferedFile):  # s3fs asks for the details (a HEAD) before its first range read
+        f.details = {**known, "name": inner, "type": "file"}  # a listed ETag still catches a replaced object
+    return f
 
 
-# object sizes this process has listed or stated, so that opening or sizing the object again needs no HEAD;
-# every listing and stat refreshes them
-_known_sizes: dict[str, int] = {}
+# size and ETag of the objects this process has listed or stated, so that opening or sizing one again needs
+# no HEAD; every listing and stat refreshes them
+_known: dict[str, dict] = {}
 
 
-def remember_size(uri, size: int) -> None:
-    _known_sizes[str(uri)] = int(size)
+def remember(uri, info: dict) -> None:
+    """Keep an object's size (and ETag) from a listing or a stat."""
+    _known[str(uri)] = {"size": int(info.get("size") or 0),
+                        **({"ETag": info["ETag"]} if info.get("ETag") else {})}
 
 
 def size_of(uri) -> int:
     """A file's size; for an object, what this process last listed or stated of it, else one HEAD."""
     if not is_url(uri):
         return os.stat(uri).st_size
-    if str(uri) not in _known_sizes:
+    if str(uri) not in _known:
         fs, inner = filesystem(str(uri))
-        remember_size(uri, fs.size(inner))
-    return _known_sizes[str(uri)]
+        remember(uri, fs.info(inner))
+    return _known[str(uri)]["size"]
 
 
 def stamp_of(uri) -> tuple:
@@ -223,7 +231,7 @@ def stamp_of(uri) -> tuple:
         return st.st_size, st.st_mtime
     fs, inner = filesystem(str(uri))
     info = fs.info(inner)
-    remember_size(uri, info.get("size") or 0)
+    remember(uri, info)
     return int(info.get("size") or 0), str(info.get("ETag") or info.get("etag") or info.get("mtime") or "")
 
 

@@ -392,6 +392,21 @@ def _listing(d) -> dict[str, int]:
         return {}
 
 
+def _tree_listing(root) -> dict[str, dict[str, int]]:
+    """Folder (relative to ``root``) -> {name: size} of the objects under a bucket prefix, from one recursive
+    listing (one LIST per 1,000 objects) instead of one per folder."""
+    fs, inner = storage.filesystem(str(root))
+    try:
+        found = fs.find(inner, detail=True)
+    except FileNotFoundError:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for path, info in found.items():
+        folder, _, name = path[len(inner) + 1:].rpartition("/")
+        out.setdefault(folder, {})[name] = int(info.get("size") or 0)
+    return out
+
+
 def _parquet_files(d) -> list:
     if not storage.is_url(str(d)):
         return list(d.glob("*.parquet"))
@@ -528,10 +543,32 @@ class Dataset:
                 self._finish_compaction(d)
                 continue
             if _epoch(d) == epoch:
-                files = sorted(d / n for n in listed
-                               if n.endswith(".parquet") and not n.startswith(".") and n != EMPTY_PART)
-                self._sizes.update((str(f), listed[f.name]) for f in files)
-                return files
+                return self._visible(d, listed)
+
+    def _visible(self, d, listed: dict[str, int]) -> list:
+        """The data files among a table folder's listed objects (not hidden, pending or the placeholder)."""
+        files = sorted(d / n for n in listed if n.endswith(".parquet") and not n.startswith(".") and n != EMPTY_PART)
+        self._sizes.update((str(f), listed[f.name]) for f in files)
+        return files
+
+    def all_files(self) -> dict[str, list]:
+        """``files`` of every table. On a bucket from one listing of the dataset, taken between each table's
+        epoch read before and after it (the rule of ``files``): 29 requests instead of 3 or 4 per table."""
+        if not self.remote:
+            return {t: self.files(t) for t in TABLES}
+        dirs = {t: self.table_dir(t) for t in TABLES}
+        while True:
+            epochs = {t: _epoch(d) for t, d in dirs.items()}
+            listed = _tree_listing(self.root)
+            swapping = [t for t in TABLES if COMPACTION_JOURNAL in listed.get(t, {})]
+            for t in swapping:
+                self._finish_compaction(dirs[t])
+            if not swapping and all(_epoch(d) == epochs[t] for t, d in dirs.items()):
+                return {t: self._visible(d, listed.get(t, {})) for t, d in dirs.items()}
+
+    def size_of(self, f) -> int | None:
+        """A data file's size from the last listing of its table (None when not listed)."""
+        return self._sizes.get(str(f))
 
     def _read_file(self, f, **kwargs) -> pa.Table:
         return read_parquet(f, size=self._sizes.get(str(f)), **kwargs)

@@ -48,18 +48,16 @@ def content_id(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _open_bytes(path):
-    if not storage.is_url(str(path)):
-        return open(path, "rb")
-    fs, inner = storage.filesystem(str(path))
-    return fs.open(inner, "rb", block_size=storage.READ_BLOCK)
+    return storage.open_input(path) if storage.is_url(str(path)) else open(path, "rb")
 
 
 @contextlib.contextmanager
-def av_open(path: str | Path):
-    """``av.open`` on a local file, or on a remote object through range reads (the object stays remote)."""
+def av_open(path: str | Path, size: int | None = None):
+    """``av.open`` on a local file, or on a remote object through range reads (the object stays remote);
+    ``size``, where known, spares the object's HEAD."""
     import av
 
-    source = storage.open_input(path)
+    source = storage.open_input(path, size)
     try:
         with av.open(source) as container:
             yield container
@@ -74,13 +72,14 @@ def probe(path: str | Path) -> Probe:
 
     path = storage.location(path)
     try:
-        size = storage.size_of(path)
+        stamp = storage.stamp_of(path)  # the one stat: the opens below reuse its size
     except FileNotFoundError as e:
         raise VideoError(f"{path}: no such file (removed since it was listed?)") from e
+    size = stamp[0]
     if size == 0:
         raise VideoError(f"{path}: file is empty (0 bytes)")
     try:
-        with av_open(path) as container:
+        with av_open(path, size) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream (audio only or not a video)")
             stream = container.streams.video[0]
@@ -88,14 +87,14 @@ def probe(path: str | Path) -> Probe:
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
             variable = _is_variable_rate(container, stream)
-        rotation = rotation_of(path)
+        rotation = _rotation(path, stamp)
         if rotation in (90, 270):  # report what a viewer sees: the display size
             width, height = height, width
     except VideoError:
         raise
     except Exception as e:  # PyAV raises many types for unreadable containers
         raise VideoError(f"{path}: not a readable video container ({type(e).__name__}: {e})") from e
-    n_frames = _count_frames(path)
+    n_frames = _count_frames(path, rotation, size)
     if n_frames < 1:
         raise VideoError(f"{path}: no decodable frames")
     if fps <= 0:
@@ -121,7 +120,7 @@ def _is_variable_rate(container, stream, max_packets: int = 600) -> bool:
 
 @lru_cache(maxsize=4096)
 def _rotation_cached(path: str, size: int, version) -> int:
-    with av_open(path) as container:
+    with av_open(path, size) as container:
         for frame in container.decode(video=0):
             return int(round(getattr(frame, "rotation", 0) or 0)) % 360
     return 0
@@ -129,16 +128,19 @@ def _rotation_cached(path: str, size: int, version) -> int:
 
 def rotation_of(path: str | Path) -> int:
     """Counter-clockwise degrees a viewer turns the coded frames (display matrix), 0/90/180/270."""
-    size, version = storage.stamp_of(path)
+    return _rotation(path, storage.stamp_of(path))
+
+
+def _rotation(path, stamp: tuple) -> int:
     try:
-        return _rotation_cached(str(path), size, version)
+        return _rotation_cached(str(path), *stamp)
     except Exception:
         return 0
 
 
-def _count_frames(path: Path) -> int:
-    if rotation_of(path) or storage.is_url(str(path)):  # decord needs a local path: PyAV reads the object
-        return len(_pyav_frames(path, None))
+def _count_frames(path: Path, rotation: int, size: int) -> int:
+    if rotation or storage.is_url(str(path)):  # decord needs a local path: PyAV reads the object
+        return len(_pyav_frames(path, None, size))
     try:
         vr = _decord_reader(path)
         n = len(vr)
@@ -207,12 +209,10 @@ def encode_frames(dst: str | Path, frames, rate, options: dict[str, str], source
             out.mux(packet)
 
 
-def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
-    import av
-
+def _pyav_frames(path: Path, wanted: set[int] | None, size: int | None = None) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     try:
-        with av_open(path) as container:
+        with av_open(path, size) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if wanted is None or i in wanted:
                     out[i] = frame.to_ndarray(format="rgb24") if wanted is not None else None
@@ -241,12 +241,16 @@ def _list_remote_videos(url: str) -> list:
     try:
         if fs.isfile(inner):
             return [storage.location(url)]
-        found = fs.find(inner)
+        found = fs.find(inner, detail=True)
     except FileNotFoundError:
-        found = []
+        found = {}
     except Exception as e:  # botocore and aiohttp raise many types
         raise VideoError(storage.explain(url, e)) from e
     if not found and not fs.exists(inner):
         raise VideoError(f"{url}: no such prefix (or no such bucket); pass --videos s3://BUCKET/PREFIX with videos under it")
-    return sorted((storage.location(f"{protocol}://{p}") for p in found if Path(p).suffix.lower() in VIDEO_SUFFIXES),
-                  key=str)
+    videos = []
+    for p, info in found.items():
+        if Path(p).suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(storage.location(f"{protocol}://{p}"))
+            storage.remember(videos[-1], info)  # ingest then sizes and hashes it without a HEAD
+    return sorted(videos, key=str)

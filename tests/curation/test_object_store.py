@@ -153,3 +153,41 @@ def test_videos_and_dataset_on_a_bucket_give_the_local_tables(corpus, bucket, tm
         assert got[table] == want[table], table
     assert remote.rows("videos")[0]["uri"].startswith(f"{bucket}/videos/")
     assert not [o for o in _objects(f"{bucket}/ds") if o.rsplit("/", 1)[-1].startswith(".")]  # no temporaries
+
+
+def test_ingest_and_split_state_each_video_once_and_open_it_by_its_known_size(corpus, bucket):
+    upload(corpus, f"{bucket}/videos")
+    ds = Dataset(f"{bucket}/ds")
+    with counted_requests() as requests:
+        for stage in (IngestStage(videos=storage.location(f"{bucket}/videos")), SplitStage()):
+            assert not run_stage(stage, ds, progress=False).failed_ids
+    videos = [v["uri"][5:] for v in ds.rows("videos")]
+    heads = sorted(r[5:] for r in requests if r.startswith("HEAD ") and r.endswith(".mp4"))
+    assert heads == sorted(videos)  # the probe's stat; hashing, decoding and scene detection reuse sizes
+
+
+def test_a_catalog_lists_the_dataset_once_between_each_tables_epoch_reads(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    first, second = ds.write("failures", [_failure(0)]), ds.write("failures", [_failure(1)])
+    root = f"{bucket[5:]}/ds"
+    epochs = [f"GET {root}/{t}/_compaction.epoch" for t in TABLES]
+    with counted_requests() as requests:
+        assert Dataset(f"{bucket}/ds").sql("SELECT count(*) AS n FROM failures").to_pylist() == [{"n": 2}]
+    reads = sorted(f"GET {root}/failures/{f.name}" for f in (first, second))
+    assert requests[:-2] == [*epochs, f"LIST {root}/", *epochs] and sorted(requests[-2:]) == reads
+
+
+def test_a_catalog_finishes_a_killed_compaction_before_it_reads(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    for i in range(3):
+        ds.write("failures", [_failure(i)])
+    d = ds.table_dir("failures")
+    old = ds.files("failures")
+    # the compactor's merged file (here a copy of the first file, to tell it apart) and journal; then it died
+    storage.copy_object(old[0], d / ".compact-x.parquet.pending")
+    (d / COMPACTION_JOURNAL).write_text(json.dumps(
+        {"new": "compact-x.parquet", "pending": ".compact-x.parquet.pending", "old": [f.name for f in old]}))
+    merged = pq.read_table(str(old[0]), filesystem=storage.filesystem(str(old[0]))[0], columns=["item_id"])
+    assert Dataset(f"{bucket}/ds").sql("SELECT item_id FROM failures").to_pylist() == merged.to_pylist()
+    assert Dataset(f"{bucket}/ds").all_files()["failures"] == [d / "compact-x.parquet"]
+    assert COMPACTION_JOURNAL not in [o.rsplit("/", 1)[-1] for o in _objects(f"{bucket}/ds")]
