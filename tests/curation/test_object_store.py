@@ -93,12 +93,16 @@ def test_a_swap_rewrites_the_epoch_before_it_moves_any_file_and_again_when_done(
     assert len([o for o in objects if o.startswith("part-")]) == 3  # nothing was moved yet
 
 
-def test_a_compaction_killed_after_its_journal_is_finished_by_the_next_reader(bucket):
+def _three_failure_files(bucket):
+    """A bucket dataset whose failures table is three files: the dataset, its folder and the files."""
     ds = Dataset(f"{bucket}/ds")
     for i in range(3):
         ds.write("failures", [_failure(i)])
-    d = ds.table_dir("failures")
-    old = ds.files("failures")
+    return ds, ds.table_dir("failures"), ds.files("failures")
+
+
+def test_a_compaction_killed_after_its_journal_is_finished_by_the_next_reader(bucket):
+    ds, d, old = _three_failure_files(bucket)
     merged = pa.concat_tables([pq.read_table(str(f), filesystem=storage.filesystem(str(f))[0]) for f in old])
     from curation.atomic import atomic_path
 
@@ -178,11 +182,7 @@ def test_a_catalog_lists_the_dataset_once_between_each_tables_epoch_reads(bucket
 
 
 def test_a_catalog_finishes_a_killed_compaction_before_it_reads(bucket):
-    ds = Dataset(f"{bucket}/ds")
-    for i in range(3):
-        ds.write("failures", [_failure(i)])
-    d = ds.table_dir("failures")
-    old = ds.files("failures")
+    ds, d, old = _three_failure_files(bucket)
     # the compactor's merged file (here a copy of the first file, to tell it apart) and journal; then it died
     storage.copy_object(old[0], d / ".compact-x.parquet.pending")
     (d / COMPACTION_JOURNAL).write_text(json.dumps(
