@@ -65,12 +65,12 @@ def run_demo(out: Path, train_steps: int = 12, teacher_steps: int = 150, progres
     teacher = train_teacher(ds, model_dir, out / "runs" / "teacher", teacher_steps)
     gated = run_pipeline(replace(cfg, model=str(teacher)), stages=("ground", "verify", "tasks"), progress=progress)
     print_stage_summary(gated, ds)
-    print_gate(ds, str(teacher))
+    gate = print_gate(ds, str(teacher))
     section("7/7 caption one segment with the adapter")
     stage = CaptionStage(model_id=str(adapter), frames=cfg_frames(cfg), decoding=Decoding(max_new_tokens=512))
     run_stage(stage, ds, progress=False, max_items=1)
     tuned = ds.sql("SELECT segment_id, summary FROM captions WHERE model = ? LIMIT 1", [str(adapter)]).to_pylist()
-    _summary(ds, TABLES, report, mixture, adapter, result, tuned, time.perf_counter() - t0)
+    _summary(ds, TABLES, report, mixture, adapter, result, tuned, f"{teacher}   {gate}", time.perf_counter() - t0)
     section("report")
     site = write_report(data, out / "report", progress=progress and stderr_is_terminal())
     console.print(site.summary(), soft_wrap=True, markup=False, highlight=False)
@@ -107,14 +107,16 @@ def demo_teacher_items(model_dir: Path, mixture: Path, teacher: Path, steps: int
             "data.max_frames=8", f"log_every={max(1, steps // 6)}"]
 
 
-def print_gate(ds, model: str) -> None:
-    """What the gate made of the teacher's records: passes and failures per check, and one record's reasons."""
+def print_gate(ds, model: str) -> str:
+    """What the gate made of the teacher's records: passes and failures per check, and one record's reasons;
+    returns the first line."""
     rows = ds.sql("SELECT count(*) AS records, count(*) FILTER (passed) AS passed, "
                   "count(*) FILTER (NOT form_ok) AS form, count(*) FILTER (NOT caption_ok) AS caption, "
                   "count(*) FILTER (NOT cycle_ok) AS cycle, count(*) FILTER (NOT unique_ok) AS \"unique\" "
                   "FROM verdicts WHERE model = ?", [model]).to_pylist()[0]
     failed = ", ".join(f"{c} {rows[c]}" for c in ("form", "caption", "cycle", "unique"))
-    console.print(f"gate: {rows['passed']} of {rows['records']} records passed; failed per check: {failed}")
+    line = f"gate: {rows['passed']} of {rows['records']} records passed; failed per check: {failed}"
+    console.print(line)
     example = ds.sql("SELECT g.phrase, g.action, g.start_s, g.end_s, len(g.boxes) AS n, v.passed, v.reasons "
                      "FROM verdicts v JOIN grounding g USING (record_id) WHERE v.model = ? "
                      "ORDER BY v.passed DESC, len(v.reasons), g.record_id LIMIT 1", [model]).to_pylist()
@@ -124,6 +126,7 @@ def print_gate(ds, model: str) -> None:
                       f"{verdict}", soft_wrap=True, markup=False, highlight=False)
     console.print("  every record's verdict and boxes: the report's video pages, or  densevid sql --data "
                   f"{ds.root} \"SELECT passed, reasons FROM verdicts\"", soft_wrap=True, markup=False, highlight=False)
+    return line
 
 
 def cfg_frames(cfg):
@@ -146,7 +149,7 @@ def _examples(ds) -> None:
     console.print("\n".join(lines))
 
 
-def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> None:
+def _summary(ds, tables, report, mixture, adapter, result, tuned, teacher, seconds) -> None:
     section("summary")
     counts = ds.counts()
     t = Table(title="rows per table")
@@ -168,6 +171,7 @@ def _summary(ds, tables, report, mixture, adapter, result, tuned, seconds) -> No
         f"mixture      {mixture}",
         f"adapter      {adapter}   loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps",
         f"tuned caption ({tuned[0]['segment_id'] if tuned else '-'}): {tuned[0]['summary'] if tuned else 'failed'}",
+        f"teacher      {teacher}",
         f"took         {seconds:.0f} s",
         "",
         "try:  .venv/bin/densevid sql --data " + str(ds.root)
