@@ -178,7 +178,23 @@ def test_a_catalog_lists_the_dataset_once_between_each_tables_epoch_reads(bucket
     with counted_requests() as requests:
         assert Dataset(f"{bucket}/ds").sql("SELECT count(*) AS n FROM failures").to_pylist() == [{"n": 2}]
     reads = sorted(f"GET {root}/failures/{f.name}" for f in (first, second))
-    assert requests[:-2] == [*epochs, f"LIST {root}/", *epochs] and sorted(requests[-2:]) == reads
+    # the top level (one folder deep), then everything under it at once
+    assert requests[:-2] == [*epochs, f"LIST {root}/", f"LIST {root}/", *epochs] and sorted(requests[-2:]) == reads
+
+
+def test_a_dataset_beside_many_clips_lists_its_table_folders_only(bucket):
+    ds = Dataset(f"{bucket}/ds")
+    ds.write("failures", [_failure(0)])
+    ds.write("videos", [dict(video_id="v", uri="s3://x/v.mp4")])
+    for k in range(3):  # an export's clips under the dataset: thousands, in real use
+        storage.location(f"{bucket}/ds/clips/v/{k}-{k + 1}.mp4").write_bytes(b"x")
+    root = f"{bucket[5:]}/ds"
+    with counted_requests() as requests:
+        files = Dataset(f"{bucket}/ds").all_files()
+    listings = [r for r in requests if r.startswith("LIST")]
+    assert listings == [f"LIST {root}/", f"LIST {root}/failures/", f"LIST {root}/videos/"]
+    assert [f.name for f in files["failures"]] == [f.name for f in ds.files("failures")]
+    assert len(files["videos"]) == 1 and all(not files[t] for t in TABLES if t not in ("failures", "videos"))
 
 
 def test_a_catalog_finishes_a_killed_compaction_before_it_reads(bucket):
