@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import CODE_VERSION, storage
@@ -698,8 +699,11 @@ class Dataset:
         for f in self.files(table):
             stamp = self._stamp(f)
             if stamp not in self._key_cache:
-                # with today's schema: a key column added since reads as null in older files
-                self._key_cache[stamp] = _table_keys(self._read_file(f, columns=cols, schema=SCHEMAS[table]), cols)
+                # with today's schema: a key column added since reads as null in older files ('' for a variant)
+                keys = self._read_file(f, columns=cols, schema=SCHEMAS[table])
+                if "variant" in cols:
+                    keys = keys.set_column(cols.index("variant"), "variant", pc.fill_null(keys["variant"], ""))
+                self._key_cache[stamp] = _table_keys(keys, cols)
             out |= self._key_cache[stamp]
         return out
 

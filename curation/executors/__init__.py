@@ -88,8 +88,11 @@ def run_stage(stage: Stage, ds: Dataset, progress: bool = True, max_items: int |
 
 def _close_failures(stage: Stage, ds: Dataset, stats: Stats) -> None:
     """Earlier failures of items this stage has completed since (in this run or another) are resolved."""
-    open_ids = ds.open_failure_ids(stage.name, stage.variant) - stats.failed_ids
-    if open_ids:
-        closed = ds.resolve(stage.name, open_ids & done_items(stage, ds), variant=stage.variant)
-        if closed:
-            stats.add("resolved_failures", closed)
+    done = None
+    for variant in dict.fromkeys((stage.variant, "")):  # '': rows written before failures named a variant
+        open_ids = ds.open_failure_ids(stage.name, variant) - stats.failed_ids
+        if open_ids:
+            done = done_items(stage, ds) if done is None else done
+            closed = ds.resolve(stage.name, open_ids & done, variant=variant)
+            if closed:
+                stats.add("resolved_failures", closed)

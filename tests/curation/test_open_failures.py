@@ -76,7 +76,11 @@ class FailsFor(FailsOn):
         return self.model
 
     def done_ids(self, ds):
-        return set()  # each model's work is its own: none is done for another
+        return set()  # done is per model: what a model completes is `finished` under its variant
+
+    def process(self, batch, ds, stats):
+        super().process(batch, ds, stats)  # raises for a fatal item
+        return []
 
 
 def test_one_models_failure_is_neither_closed_by_another_model_nor_hidden_by_its_failure(tmp_path):
@@ -102,5 +106,21 @@ def test_failures_written_before_they_had_a_variant_stay_open_and_close(tmp_path
     pq.write_table(old, ds.table_dir("failures") / "part-old.parquet")
     ds.refresh_catalog()
     assert _open(ds) == ["b"] and ds.open_failure_ids("fails_on") == {"b"}
+    run_stage(FailsOn({"b"}), ds, progress=False)  # failing again: the same key, no second row
+    assert ds.read("failures").num_rows == 1 and ds.open_failure_counts() == {"fails_on": 1}
     assert run_stage(FailsOn(set()), ds, progress=False).counts["resolved_failures"] == 1
+    assert _open(ds) == []
+
+
+def test_a_model_stage_closes_its_failures_written_before_they_had_a_variant(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds = Dataset(tmp_path / "d")
+    old = pa.table({"stage": ["fails_on"], "item_id": ["b"], "error_type": ["ValueError"], "message": ["bad"],
+                    "raw": [""], "created_at": [0.0]})
+    ds.table_dir("failures").mkdir(parents=True, exist_ok=True)
+    pq.write_table(old, ds.table_dir("failures") / "part-old.parquet")
+    ds.refresh_catalog()
+    assert run_stage(FailsFor(set(), "teacher-0"), ds, progress=False).counts["resolved_failures"] == 1
     assert _open(ds) == []
