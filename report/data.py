@@ -357,7 +357,10 @@ def unverified(t: Tables) -> list[dict]:
     where it found nothing)."""
     judged = {v["model"] for v in t.verdicts}
     ground_runs = {r["variant"] for r in t.runs if r.get("stage") == "ground"}
-    ground_failed = Counter(f["error_type"] for f in t.failures if f["stage"] == "ground")
+    ground_failed: dict[str, Counter] = defaultdict(Counter)  # per model: one teacher's failures are its own
+    for f in t.failures:
+        if f["stage"] == "ground":
+            ground_failed[f["variant"]][f["error_type"]] += 1
     segments = sum(len(rows) for rows in t.segments.values())
     out = []
     for run in t.runs:
@@ -370,7 +373,7 @@ def unverified(t: Tables) -> list[dict]:
             "model": model, "records": int(run.get("items") or 0) + int(counts.get("skipped_done") or 0),
             "failed": int(counts.get("failed") or 0), "reasons": sorted((run.get("reasons") or {}).items()),
             "ground_ran": model in ground_runs, "ground_records": records, "segments": segments,
-            "ground_failed": sorted(ground_failed.items(), key=lambda kv: (-kv[1], kv[0])),
+            "ground_failed": sorted(ground_failed[model].items(), key=lambda kv: (-kv[1], kv[0])),
             "ground_empty": t.finished.get(("ground", model), 0)})
     return out
 

@@ -70,7 +70,9 @@ def test_a_verify_run_with_nothing_to_check_says_why(tmp_path):
     assert 'no verdicts yet (<code>densevid verify</code>)' in H.overview_html(D.overview(D.load_tables(ds), []), "d")
 
     for seg in ("s1", "s2"):
-        ds.fail("ground", seg, InvalidOutput(f"segment {seg}: box [284, 774, 96, 97] must have 0 <= x1 < x2"))
+        ds.fail("ground", seg, InvalidOutput(f"segment {seg}: box [284, 774, 96, 97] must have 0 <= x1 < x2"),
+                variant="tiny")
+    ds.fail("ground", "s3", InvalidOutput("segment s3: output cut off"), variant="another-teacher")  # not tiny's
     ds.finish("ground", "tiny", ["s3"])  # the model found nothing there
     ds.record_run("ground", "tiny", dict(items=3, counts={"failed": 2, "finished_empty": 1}))
     stats = run_stage(VerifyStage(model_id="tiny"), ds, progress=False)
