@@ -184,21 +184,27 @@ def copy_object(src, dst) -> None:
     fs.copy(a, fs._strip_protocol(str(dst)))
 
 
-def open_input(uri: str | os.PathLike, size: int | None = None):
+def open_input(uri: str | os.PathLike, size: int | None = None, immutable: bool = False):
     """A readable binary file for PyAV and hashing: a local path as is, a URL as a file-like object that
-    fetches byte ranges on demand (no whole-file copy). An object whose size is given or known (listed or
-    stated by this process) is opened without the HEAD that would ask for it."""
+    fetches byte ranges on demand (no whole-file copy). An object this process has listed or stated (size and
+    ETag) is opened without the HEAD that would ask for them, and every read requires that ETag; ``size`` (the
+    videos table's) is used only where it matches what was listed, or alone for an ``immutable`` object (a
+    table file, never rewritten under its name)."""
     if not is_url(uri):
         return str(uri)
     from fsspec.spec import AbstractBufferedFile
 
     fs, inner = filesystem(str(uri))
-    known = {"size": int(size)} if size is not None else _known.get(str(uri))
-    if not known:
+    known = {"size": int(size)} if immutable and size is not None else _known.get(str(uri))
+    if not known or not (immutable or "ETag" in known) or (size is not None and int(size) != known["size"]):
+        # without an ETag nothing would catch an object replaced since: s3fs states it (a HEAD) and reads
+        # with If-Match
         return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead")
     f = fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead", size=known["size"])
     if isinstance(f, AbstractBufferedFile):  # s3fs asks for the details (a HEAD) before its first range read
-        f.details = {**known, "name": inner, "type": "file"}  # a listed ETag still catches a replaced object
+        f.details = {**known, "name": inner, "type": "file"}
+    if "ETag" in known and hasattr(f, "read_kw"):  # s3fs adds If-Match only when it stated the object itself
+        f.read_kw = {**f.read_kw, "IfMatch": known["ETag"]}
     return f
 
 

@@ -4,6 +4,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from s3server import bucket, comparable_tables, counted_requests, s3_endpoint, upload  # noqa: F401  (fixtures)
 
 from curation import storage
@@ -207,3 +208,20 @@ def test_a_catalog_finishes_a_killed_compaction_before_it_reads(bucket):
     assert Dataset(f"{bucket}/ds").sql("SELECT item_id FROM failures").to_pylist() == merged.to_pylist()
     assert Dataset(f"{bucket}/ds").all_files()["failures"] == [d / "compact-x.parquet"]
     assert COMPACTION_JOURNAL not in [o.rsplit("/", 1)[-1] for o in _objects(f"{bucket}/ds")]
+
+
+def test_an_object_replaced_after_it_was_listed_is_never_read_as_the_old_one(bucket):
+    url = f"{bucket}/videos/a.mp4"
+    storage.location(url).write_bytes(b"a" * 1000)
+    fs, inner = storage.filesystem(url)
+    storage.remember(url, fs.info(inner))  # as ingest's listing does
+    with storage.open_input(url) as f:
+        assert f.read(10) == b"a" * 10
+    storage.location(url).write_bytes(b"b" * 2000)  # replaced under the same name
+    with pytest.raises(OSError):
+        with storage.open_input(url) as f:
+            f.read(10)
+    with pytest.raises(OSError):  # the videos table's size alone is not trusted either
+        with storage.open_input(url, size=1000) as f:
+            f.read(10)
+    assert storage.open_input(f"{bucket}/ds/t/part-x.parquet", size=5, immutable=True).size == 5  # no HEAD
