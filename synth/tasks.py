@@ -329,11 +329,18 @@ _GROUNDING = "grounding g LEFT JOIN verdicts v ON v.record_id = g.record_id AND 
 _MINE = "(origin = 'ground_truth' OR model = ? OR model IS NULL)"
 
 
+# a record the ground stage once refused outright (a reversed span, swapped box corners) is no sample even
+# without the gate, so the no-gate control trains on what it always did
+WELL_FORMED = ("g.start_s < g.end_s AND coalesce(list_bool_and(list_transform(g.boxes, lambda b: 0 <= b.x1 AND "
+               "b.x1 < b.x2 AND b.x2 <= 1000 AND 0 <= b.y1 AND b.y1 < b.y2 AND b.y2 <= 1000)), TRUE)")
+
+
 def usable(model: str, include_rejected: bool = False) -> tuple[str, list]:
     """Grounding records that become samples, as SQL and its parameters: ground truth, and model records the
-    gate passed, or with ``include_rejected`` also every record of the caption model."""
+    gate passed, or with ``include_rejected`` also every well-formed record of the caption model."""
     if include_rejected:
-        return "(g.source = 'ground_truth' OR (g.source = 'model' AND (v.passed OR g.model = ?)))", [model]
+        return ("(g.source = 'ground_truth' OR (g.source = 'model' AND (v.passed OR (g.model = ? AND "
+                f"{WELL_FORMED}))))"), [model]
     return "(g.source = 'ground_truth' OR (g.source = 'model' AND v.passed))", []
 
 

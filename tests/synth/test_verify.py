@@ -320,3 +320,22 @@ def test_a_record_that_passes_the_gate_becomes_exactly_its_samples(built_dataset
     assert mine["time"] == render_span(s, e) and [b["bbox_2d"] for b in mine["boxes"]] == [
         [b["x1"], b["y1"], b["x2"], b["y2"]] for b in boxes]
     assert not any("quokka" in r["messages"] for r in samples)
+
+
+def test_without_the_gate_every_well_formed_record_is_a_sample_and_a_reversed_one_is_not(built_dataset, tmp_path):
+    cfg, ds = _copy(built_dataset, tmp_path)
+    stage = VerifyStage(model_id=cfg.model)
+    seg = _captioned_segment(ds)
+    s, e = seg["start_s"], seg["end_s"]
+    swapped = [dict(t_s=s, x1=300, y1=100, x2=100, y2=300)]
+    ds.write("grounding", [_model_record(stage, seg, "kept", "the quokka", s, e, [_box(s, 100)]),
+                           _model_record(stage, seg, "reversed", "the xylophone", e, s, [_box(s, 100)]),
+                           _model_record(stage, seg, "swapped", "the zeppelin", s, e, swapped)])
+    shutil.rmtree(ds.root / "samples")
+    tasks = TasksStage(model_id=cfg.model, frames=FramePolicy(max_frames=cfg.sample_frames),
+                       segment_frames=FramePolicy(max_frames=cfg.caption_frames),
+                       tasks=("temporal_grounding",), include_rejected=True)
+    run_stage(tasks, ds, progress=False)
+    texts = [r["messages"] for r in ds.sql("SELECT messages FROM samples WHERE task = 'temporal_grounding'").to_pylist()]
+    assert sum("quokka" in t for t in texts) == 1
+    assert not any("xylophone" in t or "zeppelin" in t for t in texts)
