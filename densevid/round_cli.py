@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest="round_" + name, required=required,
                        type=int if f.type in (int, "int") else str, default=None if required else f.default,
                        metavar=name.upper(), help=f.metadata["help"])
-    p.add_argument("--no-gate", dest="round_gate", action="store_false", help="train on every record of the teacher "
+    p.add_argument("--no-gate", dest="round_gate", action="store_false", help="train on every well-formed record of the teacher "
                    "(the no-gate control); the default trains only on records the gate passed")
     p.add_argument("--no-label", dest="round_label", action="store_false", help=fields["label"].metadata["help"])
     add_config_flags(p, PipelineConfig, LABEL_STAGES, exclude=("model",))

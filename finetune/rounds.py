@@ -47,7 +47,7 @@ class RoundConfig:
     pool: str = field(default="split = 'train'", metadata={
         "help": "SQL condition over the videos table's columns and `split` choosing the videos the teacher labels"})
     gate: bool = field(default=True, metadata={
-        "help": "train only on grounding records the gate passed (off: every record of the teacher)"})
+        "help": "train only on grounding records the gate passed (off: every well-formed record of the teacher)"})
     mix_recipe: str = field(default="natural", metadata={"help": "mixture recipe (preset or YAML)"})
     mix: tuple[str, ...] = field(default=(), metadata={"help": "key=value overrides of the mixture recipe"})
     train_recipe: str = field(default="lora", metadata={"help": "training recipe (preset or YAML)"})
