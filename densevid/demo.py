@@ -34,6 +34,8 @@ def run_demo(out: Path, train_steps: int = 12, teacher_steps: int = 150, progres
     from synth.grounding import GroundTruthStage
     from synth.videos import make_corpus
 
+    if train_steps < 1 or teacher_steps < 1:
+        raise ValueError(f"--train-steps {train_steps} and --teacher-steps {teacher_steps} must be >= 1")
     t0 = time.perf_counter()
     out = Path(out).resolve()
     videos, data = out / "videos", out / "dataset"

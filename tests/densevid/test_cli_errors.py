@@ -174,3 +174,10 @@ def test_readme_passes_training_fields_one_way():
     flags = re.compile(r"\s--(mixture|model|output-dir|max-steps|lr|seed)\b")
     assert [line for line in train_lines if flags.search(line)] == []
     assert all("mixture=" in line for line in train_lines if " train lora" in line)
+
+
+def test_demo_with_no_training_steps_stops_before_it_writes(tmp_path, capsys):
+    from densevid.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--teacher-steps", "0"]) == 2
+    assert "--teacher-steps 0 must be >= 1" in capsys.readouterr().err and not (tmp_path / "demo").exists()
