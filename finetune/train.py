@@ -13,6 +13,7 @@ import gc
 import json
 import math
 import random
+import signal
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -82,6 +83,7 @@ def train(cfg: TrainConfig, log=print, on_step=None) -> dict:
     tokens_seen, padded_seen = state["tokens_seen"], state["padded_seen"]
     loader = DataLoader(dataset, batch_sampler=RankBatches(plan, position, rank, world), collate_fn=collate,
                         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+                        worker_init_fn=leave_interrupts_to_main,
                         generator=torch.Generator().manual_seed(cfg.seed))  # leaves the restored RNG untouched
     batches, tracker = iter(loader), Position(plan, position, per_step)
     val_rows = read_manifest(cfg.val_mixture)[: cfg.val_samples] if cfg.val_mixture and cfg.val_every else []
@@ -295,6 +297,12 @@ def reduce_counter(accelerator, counter: Counter) -> Counter:
     keys = ("too_long", "decode_failed")
     summed = reduce(accelerator, torch.tensor([counter.get(k, 0) for k in keys], dtype=torch.float64), "sum")
     return Counter({k: int(v) for k, v in zip(keys, summed.tolist()) if v})
+
+
+def leave_interrupts_to_main(_worker_id: int) -> None:
+    """A DataLoader worker ignores Ctrl-C: the main process stops and ends it; otherwise the signal, sent to
+    the whole process group, makes each worker print a KeyboardInterrupt of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def seed_everything(seed: int) -> None:
