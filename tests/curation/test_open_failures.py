@@ -95,16 +95,22 @@ def test_one_models_failure_is_neither_closed_by_another_model_nor_hidden_by_its
     assert ds.open_failure_ids("fails_on", "teacher-0") == {"b"}
 
 
-def test_failures_written_before_they_had_a_variant_stay_open_and_close(tmp_path):
+def _with_a_failure_of_before_variants(path):
+    """A dataset whose failures file was written before failures had a variant column: item b failed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ds = Dataset(tmp_path / "d")
+    ds = Dataset(path)
     old = pa.table({"stage": ["fails_on"], "item_id": ["b"], "error_type": ["ValueError"], "message": ["bad"],
                     "raw": [""], "created_at": [0.0]})
     ds.table_dir("failures").mkdir(parents=True, exist_ok=True)
     pq.write_table(old, ds.table_dir("failures") / "part-old.parquet")
     ds.refresh_catalog()
+    return ds
+
+
+def test_failures_written_before_they_had_a_variant_stay_open_and_close(tmp_path):
+    ds = _with_a_failure_of_before_variants(tmp_path / "d")
     assert _open(ds) == ["b"] and ds.open_failure_ids("fails_on") == {"b"}
     run_stage(FailsOn({"b"}), ds, progress=False)  # failing again: the same key, no second row
     assert ds.read("failures").num_rows == 1 and ds.open_failure_counts() == {"fails_on": 1}
@@ -113,14 +119,6 @@ def test_failures_written_before_they_had_a_variant_stay_open_and_close(tmp_path
 
 
 def test_a_model_stage_closes_its_failures_written_before_they_had_a_variant(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    ds = Dataset(tmp_path / "d")
-    old = pa.table({"stage": ["fails_on"], "item_id": ["b"], "error_type": ["ValueError"], "message": ["bad"],
-                    "raw": [""], "created_at": [0.0]})
-    ds.table_dir("failures").mkdir(parents=True, exist_ok=True)
-    pq.write_table(old, ds.table_dir("failures") / "part-old.parquet")
-    ds.refresh_catalog()
+    ds = _with_a_failure_of_before_variants(tmp_path / "d")
     assert run_stage(FailsFor(set(), "teacher-0"), ds, progress=False).counts["resolved_failures"] == 1
     assert _open(ds) == []
