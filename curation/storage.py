@@ -130,6 +130,13 @@ def check_reachable(path) -> str | None:
         return explain(str(path), e)
 
 
+def require_reachable(path) -> None:
+    """Raise ValueError with ``check_reachable``'s line when ``path``'s bucket cannot be listed."""
+    problem = check_reachable(path)
+    if problem:
+        raise ValueError(problem)
+
+
 def exists(place) -> bool:
     """A local path, an object, or a prefix with objects under it."""
     if not is_url(str(place)):
@@ -184,19 +191,18 @@ def copy_object(src, dst) -> None:
     fs.copy(a, fs._strip_protocol(str(dst)))
 
 
-def open_input(uri: str | os.PathLike, size: int | None = None, immutable: bool = False):
+def open_input(uri: str | os.PathLike, immutable_size: int | None = None):
     """A readable binary file for PyAV and hashing: a local path as is, a URL as a file-like object that
     fetches byte ranges on demand (no whole-file copy). An object this process has listed or stated (size and
-    ETag) is opened without the HEAD that would ask for them, and every read requires that ETag; ``size`` (the
-    videos table's) is used only where it matches what was listed, or alone for an ``immutable`` object (a
-    table file, never rewritten under its name)."""
+    ETag) is opened without the HEAD that would ask for them, and every read requires that ETag;
+    ``immutable_size`` is the listed size of an object never rewritten under its name (a table file)."""
     if not is_url(uri):
         return str(uri)
     from fsspec.spec import AbstractBufferedFile
 
     fs, inner = filesystem(str(uri))
-    known = {"size": int(size)} if immutable and size is not None else _known.get(str(uri))
-    if not known or not (immutable or "ETag" in known) or (size is not None and int(size) != known["size"]):
+    known = {"size": int(immutable_size)} if immutable_size is not None else _known.get(str(uri))
+    if not known or (immutable_size is None and "ETag" not in known):
         # without an ETag nothing would catch an object replaced since: s3fs states it (a HEAD) and reads
         # with If-Match
         return fs.open(inner, "rb", block_size=READ_BLOCK, cache_type="readahead")

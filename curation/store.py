@@ -409,18 +409,10 @@ def _tree_listing(root) -> dict[str, dict[str, int]]:
     except FileNotFoundError:
         return {}
     folders = {e["name"].rstrip("/").rsplit("/", 1)[-1] for e in top}
-    if folders - set(SCHEMAS) <= SMALL_FOLDERS:
-        return _found(fs, inner, inner)
-    out: dict[str, dict[str, int]] = {}
-    for table in sorted(folders & set(SCHEMAS)):
-        out.update(_found(fs, f"{inner}/{table}", inner))
-    return out
-
-
-def _found(fs, prefix: str, inner: str) -> dict[str, dict[str, int]]:
-    """Folder (relative to ``inner``) -> {name: size} of every object under ``prefix``."""
+    if not folders - set(SCHEMAS) <= SMALL_FOLDERS:
+        return {table: _listing(root / table) for table in sorted(folders & set(SCHEMAS))}
     try:
-        found = fs.find(prefix, detail=True)
+        found = fs.find(inner, detail=True)
     except FileNotFoundError:
         return {}
     out: dict[str, dict[str, int]] = {}
@@ -723,7 +715,7 @@ class Dataset:
     def open_failure_ids(self, stage: str, variant: str = "") -> set[str]:
         """Items of ``stage`` and ``variant`` with a failure that no later run of theirs closed."""
         def ids(table: str) -> set[str]:
-            return {k[2] for k in self.keys(table) if k[0] == stage and (k[1] or "") == variant}
+            return {k[2] for k in self.keys(table) if k[:2] == (stage, variant)}
 
         return ids("failures") - ids("resolved")
 

@@ -52,12 +52,12 @@ def _open_bytes(path):
 
 
 @contextlib.contextmanager
-def av_open(path: str | Path, size: int | None = None):
-    """``av.open`` on a local file, or on a remote object through range reads (the object stays remote);
-    ``size``, where known, spares the object's HEAD."""
+def av_open(path: str | Path):
+    """``av.open`` on a local file, or on a remote object through range reads (the object stays remote; one
+    this process has listed or stated needs no HEAD)."""
     import av
 
-    source = storage.open_input(path, size)
+    source = storage.open_input(path)
     try:
         with av.open(source) as container:
             yield container
@@ -72,14 +72,14 @@ def probe(path: str | Path) -> Probe:
 
     path = storage.location(path)
     try:
-        stamp = storage.stamp_of(path)  # the one stat: the opens below reuse its size
+        stamp = storage.stamp_of(path)  # the one stat: the opens below reuse its size and ETag
     except FileNotFoundError as e:
         raise VideoError(f"{path}: no such file (removed since it was listed?)") from e
     size = stamp[0]
     if size == 0:
         raise VideoError(f"{path}: file is empty (0 bytes)")
     try:
-        with av_open(path, size) as container:
+        with av_open(path) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream (audio only or not a video)")
             stream = container.streams.video[0]
@@ -94,7 +94,7 @@ def probe(path: str | Path) -> Probe:
         raise
     except Exception as e:  # PyAV raises many types for unreadable containers
         raise VideoError(f"{path}: not a readable video container ({type(e).__name__}: {e})") from e
-    n_frames = _count_frames(path, rotation, size)
+    n_frames = _count_frames(path, rotation)
     if n_frames < 1:
         raise VideoError(f"{path}: no decodable frames")
     if fps <= 0:
@@ -120,7 +120,7 @@ def _is_variable_rate(container, stream, max_packets: int = 600) -> bool:
 
 @lru_cache(maxsize=4096)
 def _rotation_cached(path: str, size: int, version) -> int:
-    with av_open(path, size) as container:
+    with av_open(path) as container:
         for frame in container.decode(video=0):
             return int(round(getattr(frame, "rotation", 0) or 0)) % 360
     return 0
@@ -138,9 +138,9 @@ def _rotation(path, stamp: tuple) -> int:
         return 0
 
 
-def _count_frames(path: Path, rotation: int, size: int) -> int:
+def _count_frames(path: Path, rotation: int) -> int:
     if rotation or storage.is_url(str(path)):  # decord needs a local path: PyAV reads the object
-        return len(_pyav_frames(path, None, size))
+        return len(_pyav_frames(path, None))
     try:
         vr = _decord_reader(path)
         n = len(vr)
@@ -209,10 +209,10 @@ def encode_frames(dst: str | Path, frames, rate, options: dict[str, str], source
             out.mux(packet)
 
 
-def _pyav_frames(path: Path, wanted: set[int] | None, size: int | None = None) -> dict[int, np.ndarray]:
+def _pyav_frames(path: Path, wanted: set[int] | None) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     try:
-        with av_open(path, size) as container:
+        with av_open(path) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if wanted is None or i in wanted:
                     out[i] = frame.to_ndarray(format="rgb24") if wanted is not None else None

@@ -175,9 +175,7 @@ def existing_dataset(data: Path):
     from curation.store import TABLES
 
     if storage.is_url(str(data)):
-        problem = storage.check_reachable(data)
-        if problem:
-            raise ValueError(problem)
+        storage.require_reachable(data)
         if not any(Dataset.exists(data, t) for t in TABLES):
             raise ValueError(f"{data} is not a densevid dataset (no tables under it)")
         return Dataset(data)
@@ -217,9 +215,8 @@ def cmd_import(args) -> int:
     from synth.imports import import_annotations, load_map
 
     for place in (args.data, args.file, args.map):
-        problem = place and storage.check_reachable(place)
-        if problem:
-            raise ValueError(problem)
+        if place:
+            storage.require_reachable(place)
     if not Dataset.exists(args.data):
         print(f"error: {args.data} has no videos table; run densevid ingest --videos DIR --data {args.data} first",
               file=sys.stderr)

@@ -62,9 +62,7 @@ class ReportResult:
 
 def check_dataset(data: str | Path) -> Path:
     root = storage.location(data)
-    problem = storage.check_reachable(root)
-    if problem:
-        raise ValueError(problem)
+    storage.require_reachable(root)
     if not Dataset.exists(root, "videos"):
         raise FileNotFoundError(f"{root}: not a dataset (no videos/ table); build one first with "
                                 f"`densevid run --videos DIR --data {root}`")
@@ -74,9 +72,7 @@ def check_dataset(data: str | Path) -> Path:
 def site_folder(out: str | Path) -> Path:
     """The site's root: a local folder (created) or a bucket prefix that can be written."""
     place = storage.location(out)
-    problem = storage.check_reachable(place)
-    if problem:
-        raise ValueError(problem)
+    storage.require_reachable(place)
     if storage.is_remote(place):
         return place
     place = place.resolve()
